@@ -1,0 +1,3 @@
+from .evaluator import Classification, EvaluatorBase, build_evaluator
+
+__all__ = ["Classification", "EvaluatorBase", "build_evaluator"]

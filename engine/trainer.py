@@ -1,0 +1,433 @@
+"""Trainers with Dassl's lifecycle: ``TrainerBase`` -> ``SimpleTrainer`` -> ``TrainerX``.
+
+    train(): before_train -> [before_epoch -> run_epoch -> after_epoch] * E -> after_train
+    run_epoch(): for batch: forward_backward(batch) -> dict of floats; the scheduler steps once per epoch
+
+Differences from Dassl, all on the engineering side (codebase_anchors §6):
+- the loop steps each scheduler once at the end of the epoch; a ported trainer that calls ``self.update_lr()``
+  itself on its last batch is not stepped twice;
+- checkpoints hold the registered modules' state (never the frozen CLIP), the optimiser, the scheduler and every RNG
+  state as plain tensors, are written atomically every ``TRAIN.CHECKPOINT_FREQ`` epochs (newest
+  ``TRAIN.KEEP_LAST`` kept) and load with ``weights_only=True``; a killed run restarted with the same command
+  continues from its last checkpoint and, on CPU with a fixed seed, ends with the same metrics;
+- every epoch appends a line to ``metrics.jsonl``; every evaluation writes ``results.json``;
+- a NaN/Inf loss stops the run with a message saying where and what to try; saved checkpoints are untouched;
+- train/eval switching acts only on registered modules, so frozen CLIP stays in eval mode (BatchNorm in RN50).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn as nn
+
+from engine.data import DataManager
+from engine.evaluation import build_evaluator
+from engine.utils import (MetricMeter, atomic_write_text, get_rng_state, git_commit, latest_checkpoint,
+                          load_checkpoint, prune_checkpoints, save_checkpoint, set_rng_state, versions)
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+class TrainerBase:
+    """Registered models, optimisers and schedulers; saving, loading, mode switching and the epoch loop."""
+
+    def __init__(self):
+        self._models: "OrderedDict[str, nn.Module]" = OrderedDict()
+        self._optims: "OrderedDict[str, Optional[torch.optim.Optimizer]]" = OrderedDict()
+        self._scheds: "OrderedDict[str, object]" = OrderedDict()
+        self._writer = None
+        self._lr_stepped_this_epoch = False
+
+    # ---- registration -------------------------------------------------------------------------------------
+    def register_model(self, name: str = "model", model: nn.Module = None, optim=None, sched=None) -> None:
+        if self.__dict__.get("_models") is None:
+            raise AttributeError("Call super().__init__() before register_model().")
+        if name in self._models:
+            raise KeyError(f'A model named "{name}" is already registered.')
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
+    def get_model_names(self, names=None) -> List[str]:
+        names_real = list(self._models.keys())
+        if names is None:
+            return names_real
+        names = [names] if isinstance(names, str) else list(names)
+        for n in names:
+            if n not in names_real:
+                raise KeyError(f'No registered model "{n}"; registered: {names_real}.')
+        return names
+
+    # ---- checkpoints --------------------------------------------------------------------------------------
+    def model_state_dict(self, name: str) -> Dict[str, torch.Tensor]:
+        """What is saved for a registered module: its state dict (trainable prompts and their buffers)."""
+        return self._models[name].state_dict()
+
+    def load_model_state_dict(self, name: str, state_dict: Dict[str, torch.Tensor]) -> None:
+        """Load a saved module state; class-set-dependent buffers are non-persistent, so they are rebuilt."""
+        missing, unexpected = self._models[name].load_state_dict(state_dict, strict=False)
+        if unexpected:
+            logger.warning("Ignored keys in the %s checkpoint: %s", name, unexpected)
+        if missing:
+            logger.warning("Keys of %s not in the checkpoint (kept at their initial value): %s", name, missing)
+
+    def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None,
+                   model_name: str = "") -> None:
+        """Save every registered model as ``<directory>/<name>/model.pth.tar-<epoch+1>`` (Dassl's naming)."""
+        rng = get_rng_state()
+        for name in self.get_model_names():
+            optim, sched = self._optims[name], self._scheds[name]
+            state = {
+                "state_dict": self.model_state_dict(name),
+                "epoch": epoch + 1,
+                "optimizer": optim.state_dict() if optim is not None else None,
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "val_result": val_result,
+                "rng": rng,
+            }
+            state.update(self.extra_checkpoint_state(name))
+            save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name)
+
+    def extra_checkpoint_state(self, name: str) -> dict:
+        """Extra plain values to store with a registered model (tensors, numbers, strings)."""
+        return {}
+
+    def load_extra_checkpoint_state(self, name: str, checkpoint: dict) -> None:
+        pass
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        """Restore the newest checkpoint of every registered model (plus RNG state); return the start epoch."""
+        names = self.get_model_names()
+        paths = [latest_checkpoint(os.path.join(directory, n)) for n in names]
+        if not names or any(p is None for p in paths):
+            return 0
+        start_epoch = 0
+        for name, path in zip(names, paths):
+            ckpt = load_checkpoint(path, map_location=self.device)
+            self.load_model_state_dict(name, ckpt["state_dict"])
+            if self._optims[name] is not None and ckpt.get("optimizer") is not None:
+                self._optims[name].load_state_dict(ckpt["optimizer"])
+            if self._scheds[name] is not None and ckpt.get("scheduler") is not None:
+                self._scheds[name].load_state_dict(ckpt["scheduler"])
+            self.load_extra_checkpoint_state(name, ckpt)
+            start_epoch = ckpt["epoch"]
+            rng = ckpt.get("rng")
+        if rng is not None:
+            set_rng_state(rng)
+        logger.info("Resumed from %s (epoch %d finished)", os.path.dirname(paths[0]), start_epoch)
+        return start_epoch
+
+    def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
+        """Load trained modules for evaluation: ``model.pth.tar-<epoch>``, else the best, else the newest."""
+        if not directory:
+            raise ValueError("--model-dir is required with --eval-only: the run directory of a trained model.")
+        for name in self.get_model_names():
+            model_dir = os.path.join(directory, name)
+            if epoch is not None:
+                path = os.path.join(model_dir, f"model.pth.tar-{epoch}")
+            elif os.path.isfile(os.path.join(model_dir, "model-best.pth.tar")):
+                path = os.path.join(model_dir, "model-best.pth.tar")
+            else:
+                path = latest_checkpoint(model_dir)
+            if path is None or not os.path.isfile(path):
+                found = sorted(os.listdir(model_dir)) if os.path.isdir(model_dir) else "nothing (no such folder)"
+                raise FileNotFoundError(
+                    f'No checkpoint for "{name}" at {path or model_dir}; that folder holds {found}. Check '
+                    "--model-dir (the training run's output directory) and --load-epoch.")
+            ckpt = load_checkpoint(path, map_location=self.device)
+            logger.info('Loading weights to "%s" from %s (epoch %s)', name, path, ckpt.get("epoch"))
+            self.load_model_state_dict(name, ckpt["state_dict"])
+            self.load_extra_checkpoint_state(name, ckpt)
+
+    # ---- modes, optimisation ------------------------------------------------------------------------------
+    def set_model_mode(self, mode: str = "train", names=None) -> None:
+        for name in self.get_model_names(names):
+            self._models[name].train(mode == "train")
+
+    def update_lr(self, names=None) -> None:
+        """Step the schedulers (once per epoch: later calls in the same epoch do nothing)."""
+        if self._lr_stepped_this_epoch:
+            return
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+        self._lr_stepped_this_epoch = True
+
+    def detect_anomaly(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            where = f"epoch {getattr(self, 'epoch', 0) + 1}, batch {getattr(self, 'batch_idx', 0) + 1}"
+            raise FloatingPointError(
+                f"Loss is {loss.item()} at {where}. Nothing was saved from this epoch; checkpoints of earlier "
+                f"epochs in {getattr(self, 'output_dir', '?')} are intact. Try a lower OPTIM.LR, PREC fp32, or check "
+                "the data.")
+
+    def model_zero_grad(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].zero_grad(set_to_none=True)
+
+    def model_backward(self, loss: torch.Tensor) -> None:
+        self.detect_anomaly(loss)
+        loss.backward()
+
+    def model_update(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].step()
+
+    def model_backward_and_update(self, loss: torch.Tensor, names=None) -> None:
+        self.model_zero_grad(names)
+        self.model_backward(loss)
+        self.model_update(names)
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------
+    def train(self, start_epoch: int, max_epoch: int) -> None:
+        self.start_epoch = start_epoch
+        self.max_epoch = max_epoch
+        self.before_train()
+        for self.epoch in range(self.start_epoch, self.max_epoch):
+            self._lr_stepped_this_epoch = False
+            self.before_epoch()
+            self.run_epoch()
+            self.update_lr()
+            self.after_epoch()
+        self.after_train()
+
+    def before_train(self):
+        pass
+
+    def after_train(self):
+        pass
+
+    def before_epoch(self):
+        pass
+
+    def after_epoch(self):
+        pass
+
+    def run_epoch(self):
+        raise NotImplementedError
+
+    def test(self):
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch):
+        raise NotImplementedError
+
+    def parse_batch_test(self, batch):
+        raise NotImplementedError
+
+    def forward_backward(self, batch):
+        raise NotImplementedError
+
+    def model_inference(self, input):
+        raise NotImplementedError
+
+    def write_scalar(self, tag, scalar_value, global_step=None):
+        pass  # no TensorBoard dependency; metrics.jsonl holds the same numbers
+
+
+class SimpleTrainer(TrainerBase):
+    """Builds data, model and evaluator from a config; checkpoints, metrics and results on disk."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.check_cfg(cfg)
+        self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.USE_CUDA else "cpu")
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+        self.cfg = cfg
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        self.best_result = -float("inf")
+        self.last_results: Optional[dict] = None
+
+    def check_cfg(self, cfg):
+        """Check trainer-specific settings before anything is built."""
+
+    def build_data_loader(self):
+        dm = DataManager(self.cfg)
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = dm.train_loader_u
+        self.val_loader = dm.val_loader
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.num_source_domains = dm.num_source_domains
+        self.lab2cname = dm.lab2cname
+        self.dm = dm
+
+    def build_model(self):
+        raise NotImplementedError("A trainer builds its model in build_model() and registers it.")
+
+    # ---- train ----------------------------------------------------------------------------------------------
+    def train(self):
+        super().train(self.start_epoch, self.max_epoch)
+
+    def before_train(self):
+        directory = self.cfg.RESUME or self.output_dir
+        self.start_epoch = self.resume_model_if_exist(directory)
+        self._truncate_metrics(self.start_epoch)
+        self.time_start = time.time()
+
+    def after_epoch(self):
+        last_epoch = (self.epoch + 1) == self.max_epoch
+        do_test = not self.cfg.TEST.NO_TEST
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        periodic = freq > 0 and (self.epoch + 1) % freq == 0
+        if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
+            result = self.test(split="val")
+            if result > self.best_result:
+                self.best_result = result
+                self.save_model(self.epoch, self.output_dir, val_result=result, model_name="model-best.pth.tar")
+        if periodic or last_epoch:
+            self.save_model(self.epoch, self.output_dir)
+            for name in self.get_model_names():
+                prune_checkpoints(os.path.join(self.output_dir, name), self.cfg.TRAIN.KEEP_LAST,
+                                  protect=(self.max_epoch,))
+        self._append_metrics()
+
+    def after_train(self):
+        logger.info("Finish training")
+        if not self.cfg.TEST.NO_TEST:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                logger.info("Deploying the model with the best validation performance")
+                self.load_model(self.output_dir)
+            self.test()
+        elapsed = str(datetime.timedelta(seconds=round(time.time() - self.time_start)))
+        logger.info("Elapsed: %s", elapsed)
+
+    # ---- evaluation -----------------------------------------------------------------------------------------
+    def before_test(self):
+        """Hook called in evaluation mode before the first test batch (e.g. to cache class text features)."""
+
+    def after_test(self):
+        """Hook called after the last test batch (e.g. to drop cached features)."""
+
+    @torch.no_grad()
+    def test(self, split: Optional[str] = None) -> float:
+        """Evaluate on ``split`` (``TEST.SPLIT`` by default); log Dassl's lines, write ``results.json``."""
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+        split = split or self.cfg.TEST.SPLIT
+        if split == "val" and self.val_loader is not None:
+            loader = self.val_loader
+        else:
+            split, loader = "test", self.test_loader
+        logger.info("Evaluate on the *%s* set", split)
+        self.before_test()
+        for batch in loader:
+            inputs, label = self.parse_batch_test(batch)
+            output = self.model_inference(inputs)
+            self.evaluator.process(output, label)
+        self.after_test()
+        results = self.evaluator.evaluate()
+        if split == self.cfg.TEST.SPLIT or split == "test":
+            self.last_results = dict(results)
+            self.write_results(results, split)
+        return list(results.values())[0]
+
+    def model_inference(self, input):
+        return self.model(input)
+
+    def parse_batch_test(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def get_current_lr(self, names=None) -> float:
+        name = self.get_model_names(names)[0]
+        return self._optims[name].param_groups[0]["lr"]
+
+    # ---- files ----------------------------------------------------------------------------------------------
+    def write_results(self, metrics: dict, split: str) -> str:
+        cfg = self.cfg
+        eval_only = getattr(self, "eval_only", False)
+        record = {
+            "schema_version": 1,
+            "trainer": cfg.TRAINER.NAME,
+            "dataset": cfg.DATASET.NAME,
+            "backbone": cfg.MODEL.BACKBONE.NAME,
+            "seed": cfg.SEED,
+            "num_shots": cfg.DATASET.NUM_SHOTS,
+            "subsample_classes": cfg.DATASET.SUBSAMPLE_CLASSES,
+            "split": split,
+            "eval_only": eval_only,
+            "model_dir": getattr(self, "model_dir", None),
+            "load_epoch": getattr(self, "load_epoch", None),
+            "epoch": getattr(self, "loaded_epoch", None) if eval_only else self.max_epoch,
+            "metrics": {k: float(v) if isinstance(v, float) else v for k, v in metrics.items()},
+            "num_classes": self.num_classes,
+            "output_dir": os.path.abspath(self.output_dir),
+            "config": json.loads(json.dumps(cfg, default=list)),
+            "git_commit": git_commit(),
+            "versions": versions(),
+            "device": str(self.device),
+            "wall_time_s": round(time.time() - getattr(self, "time_start", time.time()), 3),
+        }
+        path = os.path.join(self.output_dir, RESULTS_FILE)
+        atomic_write_text(json.dumps(record, indent=2) + "\n", path)
+        return path
+
+    def _metrics_path(self) -> str:
+        return os.path.join(self.output_dir, METRICS_FILE)
+
+    def _truncate_metrics(self, start_epoch: int) -> None:
+        """On resume, drop lines of epochs after the restored checkpoint (they will be re-run)."""
+        path = self._metrics_path()
+        if not os.path.isfile(path):
+            return
+        with open(path) as f:
+            lines = [ln for ln in f if ln.strip()]
+        kept = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= start_epoch]
+        atomic_write_text("".join(kept), path)
+
+    def epoch_metrics(self) -> dict:
+        """Extra values logged in this epoch's ``metrics.jsonl`` line (override to add, e.g., prompt norms)."""
+        return {}
+
+    def _append_metrics(self) -> None:
+        record = {"epoch": self.epoch + 1, "lr": self._epoch_lr}
+        record.update(getattr(self, "_epoch_losses", {}))
+        record["time_s"] = round(getattr(self, "_epoch_time", 0.0), 3)
+        record.update(self.epoch_metrics())
+        os.makedirs(self.output_dir, exist_ok=True)
+        with open(self._metrics_path(), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class TrainerX(SimpleTrainer):
+    """Trainer on labelled data only (the base class of the CoOp family)."""
+
+    def run_epoch(self):
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        self._epoch_lr = self.get_current_lr()
+        loader = self.train_loader_x
+        self.num_batches = len(loader)
+        print_freq = self.cfg.TRAIN.PRINT_FREQ
+        t0 = time.time()
+        for self.batch_idx, batch in enumerate(loader):
+            loss_summary = self.forward_backward(batch)
+            losses.update(loss_summary)
+            done = self.batch_idx + 1
+            if done % print_freq == 0 or self.num_batches < print_freq or done == self.num_batches:
+                elapsed = time.time() - t0
+                remaining = (self.num_batches - done) + (self.max_epoch - self.epoch - 1) * self.num_batches
+                eta = str(datetime.timedelta(seconds=int(elapsed / done * remaining)))
+                logger.info("epoch [%d/%d] batch [%d/%d] %s lr %.4e eta %s", self.epoch + 1, self.max_epoch, done,
+                            self.num_batches, losses, self.get_current_lr(), eta)
+        self._epoch_time = time.time() - t0
+        self._epoch_losses = losses.averages()
+
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)

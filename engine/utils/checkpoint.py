@@ -1,0 +1,118 @@
+"""Checkpoint files: Dassl's names and layout, written atomically, loaded with ``weights_only=True``.
+
+Layout (as Dassl): ``<dir>/<model_name>/model.pth.tar-<epoch>`` plus a text file ``<dir>/<model_name>/checkpoint``
+naming the newest file, and ``model-best.pth.tar`` for best-val models. A checkpoint is a dict of tensors and
+plain Python values: ``state_dict``, ``epoch`` (number of finished epochs), ``optimizer``, ``scheduler``,
+``val_result`` and ``rng``.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import tempfile
+from typing import Optional
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_text(text: str, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(state: dict, save_dir: str, is_best: bool = False, model_name: str = "") -> str:
+    """Dassl's ``save_checkpoint``: ``model.pth.tar-<epoch>`` (or ``model_name``), atomically."""
+    fname = model_name or f"model.pth.tar-{state['epoch']}"
+    fpath = os.path.join(save_dir, fname)
+    atomic_torch_save(state, fpath)
+    atomic_write_text(fname + "\n", os.path.join(save_dir, "checkpoint"))
+    if is_best:
+        atomic_torch_save(state, os.path.join(save_dir, "model-best.pth.tar"))
+    return fpath
+
+
+def load_checkpoint(fpath: str, map_location="cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``; a clear error for a missing or non-tensor file."""
+    if not os.path.isfile(fpath):
+        raise CheckpointError(f"Checkpoint not found: {fpath}")
+    try:
+        return torch.load(fpath, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the path and the likely cause
+        raise CheckpointError(
+            f"Cannot load {fpath} safely ({type(e).__name__}: {e}). Checkpoints of this project hold only tensors "
+            "and plain values; a Dassl/CoOp checkpoint also pickles its scheduler. If you trust the file, re-save "
+            "only its tensors: ckpt = torch.load(path, weights_only=False); torch.save({'state_dict': "
+            "ckpt['state_dict'], 'epoch': ckpt['epoch']}, path)."
+        ) from None
+
+
+def checkpoint_epochs(model_dir: str) -> list:
+    """Epochs of the ``model.pth.tar-<epoch>`` files in ``model_dir``, ascending."""
+    epochs = []
+    for p in glob.glob(os.path.join(model_dir, "model.pth.tar-*")):
+        m = re.search(r"model\.pth\.tar-(\d+)$", p)
+        if m:
+            epochs.append(int(m.group(1)))
+    return sorted(epochs)
+
+
+def latest_checkpoint(model_dir: str) -> Optional[str]:
+    epochs = checkpoint_epochs(model_dir)
+    return os.path.join(model_dir, f"model.pth.tar-{epochs[-1]}") if epochs else None
+
+
+def prune_checkpoints(model_dir: str, keep_last: int, protect: tuple = ()) -> None:
+    """Delete all but the newest ``keep_last`` periodic checkpoints (never those in ``protect``)."""
+    if keep_last <= 0:
+        return
+    epochs = checkpoint_epochs(model_dir)
+    for e in epochs[:-keep_last]:
+        if e not in protect:
+            os.remove(os.path.join(model_dir, f"model.pth.tar-{e}"))
+
+
+def load_pretrained_weights(model: torch.nn.Module, weight_path: str) -> tuple:
+    """Load weights by name and shape, skipping the rest (Dassl's helper). Returns (loaded, skipped) key lists."""
+    ckpt = load_checkpoint(weight_path)
+    state = ckpt.get("state_dict", ckpt)
+    own = model.state_dict()
+    loaded, skipped = [], []
+    new_state = {}
+    for k, v in state.items():
+        k = k[7:] if k.startswith("module.") else k
+        if k in own and own[k].shape == v.shape:
+            new_state[k] = v
+            loaded.append(k)
+        else:
+            skipped.append(k)
+    own.update(new_state)
+    model.load_state_dict(own)
+    return loaded, skipped

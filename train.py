@@ -1,0 +1,101 @@
+"""Train or evaluate a prompt learner (CoOp/Dassl's ``train.py`` command line).
+
+    python train.py --root DATA --trainer CoOp --dataset-config-file configs/datasets/oxford_pets.yaml \
+        --config-file configs/trainers/CoOp/vit_b16_ep50.yaml --output-dir output/pets/seed1 --seed 1 \
+        DATASET.NUM_SHOTS 16
+
+Trailing ``KEY VALUE`` pairs override the config. A finished run (``results.json`` in its output directory) is not
+retrained: the script says so and exits, unless ``--force``. An unfinished one resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+logger = logging.getLogger("train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--root", type=str, default="", help="path to the dataset root ($DATA)")
+    p.add_argument("--output-dir", type=str, default="", help="output directory of the run")
+    p.add_argument("--resume", type=str, default="", help="checkpoint directory to resume from")
+    p.add_argument("--seed", type=int, default=None, help="random seed (0 is a seed; negative = unseeded)")
+    p.add_argument("--source-domains", type=str, nargs="+", help="source domains (DA/DG; unused here)")
+    p.add_argument("--target-domains", type=str, nargs="+", help="target domains (DA/DG; unused here)")
+    p.add_argument("--transforms", type=str, nargs="+", help="training data augmentation")
+    p.add_argument("--config-file", type=str, default="", help="path to the method config file")
+    p.add_argument("--dataset-config-file", type=str, default="", help="path to the dataset config file")
+    p.add_argument("--trainer", type=str, default="", help="name of the trainer")
+    p.add_argument("--backbone", type=str, default="", help="name of the CLIP backbone")
+    p.add_argument("--head", type=str, default="", help="name of the head (unused here)")
+    p.add_argument("--eval-only", action="store_true", help="evaluation only")
+    p.add_argument("--model-dir", type=str, default="", help="load the model from this directory for eval-only")
+    p.add_argument("--load-epoch", type=int, help="load the model weights of this epoch for evaluation")
+    p.add_argument("--no-train", action="store_true", help="build everything but do not train")
+    p.add_argument("--force", action="store_true", help="run even if the output directory holds finished results")
+    p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options (KEY VALUE ...)")
+    return p
+
+
+def setup_cfg(args):
+    from engine.config import build_cfg
+
+    return build_cfg(args.dataset_config_file, args.config_file, args.opts or [], root=args.root or None,
+                     output_dir=args.output_dir or None, resume=args.resume or None, seed=args.seed,
+                     trainer=args.trainer or None, backbone=args.backbone or None, transforms=args.transforms)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from engine.config import ConfigError
+
+    try:
+        cfg = setup_cfg(args)
+    except (ConfigError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    import torch
+    from engine import build_trainer
+    from engine.trainer import RESULTS_FILE
+    from engine.utils import collect_env_info, set_random_seed, setup_logger
+
+    results_path = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE)
+    if os.path.isfile(results_path) and not args.force:
+        print(f"{cfg.OUTPUT_DIR} already holds finished results ({results_path}); not running again. "
+              "Pass --force to run anyway, or choose another --output-dir.")
+        return 0
+
+    setup_logger(cfg.OUTPUT_DIR)
+    set_random_seed(cfg.SEED, deterministic=cfg.DETERMINISTIC)
+    logger.info("** Arguments **\n%s", "\n".join(f"{k}: {v}" for k, v in sorted(vars(args).items())))
+    logger.info("** Config **\n%s", cfg.dump())
+    logger.info("** Environment **\n%s", collect_env_info())
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+        f.write(cfg.dump())
+
+    trainer = build_trainer(cfg)
+    if args.eval_only:
+        trainer.eval_only = True
+        trainer.model_dir = args.model_dir or None
+        trainer.load_epoch = args.load_epoch
+        if trainer.get_model_names():
+            trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        trainer.test()
+        return 0
+    if not args.no_train:
+        trainer.train()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("Interrupted; completed epochs are saved in the output directory and the same command resumes.",
+              file=sys.stderr)
+        sys.exit(130)

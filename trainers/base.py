@@ -1,0 +1,201 @@
+"""``PromptTrainer``: everything CoOp-family trainers share, so a method file states only what is new.
+
+    build_model:  backbone = clip.load(MODEL.BACKBONE.NAME)           frozen, precision per PREC
+                  prompt_learner = self.build_prompt_learner(...)    trainable, fp32, registered
+    logits:       image_features(images) [B, D], text_features() [C, D] -> logit_scale * norm(img) @ norm(txt).T
+    training:     compute_loss(images, labels) -> (loss, logits, {term: value}); default cross-entropy
+    evaluation:   text features that do not depend on the image are computed once per evaluation
+
+A subclass sets ``CFG_NODE`` (its ``TRAINER.<NODE>`` config node) and implements ``build_prompt_learner``; it
+overrides ``text_prompts``/``vision_prompts`` or ``logits`` when its prompts are not CoOp's, and
+``compute_loss`` to add loss terms. Frozen zero-shot text features for the current class set are available from
+``zeroshot_text_features`` (computed once, never saved).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import clip
+from engine import TrainerX
+from engine.metrics import compute_accuracy
+from engine.optim import build_lr_scheduler, build_optimizer
+from engine.utils import load_pretrained_weights
+
+from .precision import PRECISIONS, Precision
+from .prompt_types import TextPrompts, VisionPrompts
+from .templates import dataset_template
+
+logger = logging.getLogger(__name__)
+
+
+def clip_logits(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """CLIP's head: ``s * norm(f_img) @ norm(f_txt).T`` in fp32.
+
+    ``image_features [B, D]`` with ``text_features [C, D]`` -> ``[B, C]``; per-image text features ``[B, C, D]``
+    (CoCoOp) -> ``[B, C]`` as well.
+    """
+    img = F.normalize(image_features.float(), dim=-1)
+    txt = F.normalize(text_features.float(), dim=-1)
+    if txt.dim() == 3:
+        return logit_scale * torch.einsum("bd,bcd->bc", img, txt)
+    return logit_scale * img @ txt.t()
+
+
+@torch.no_grad()
+def class_text_features(backbone: clip.CLIPBackbone, classnames: Sequence[str], templates: Sequence[str],
+                        chunk: int = 1000) -> torch.Tensor:
+    """Frozen CLIP text features ``[C, D]`` (fp32, L2-normalised) of ``classnames`` under ``templates``.
+
+    With several templates, the normalised features are averaged over templates and renormalised (CLIP's
+    prompt ensembling). Text is encoded in chunks of ``chunk`` prompts to bound memory.
+    """
+    names = [c.replace("_", " ") for c in classnames]
+    feats = []
+    for template in templates:
+        texts = [template.format(c) for c in names]
+        parts = [backbone.encode_text(backbone.tokenize(texts[i:i + chunk])).float() for i in range(0, len(texts), chunk)]
+        feats.append(F.normalize(torch.cat(parts), dim=-1))
+    return F.normalize(torch.stack(feats).mean(0), dim=-1)
+
+
+class PromptTrainer(TrainerX):
+    CFG_NODE = ""  # the TRAINER.<NODE> config node of the subclass
+    MODEL_NAME = "prompt_learner"  # the registered name (Dassl layout: <output>/<name>/model.pth.tar-<E>)
+    NEEDS_VIT = False  # True for trainers that prompt the vision transformer
+
+    @property
+    def node(self):
+        return self.cfg.TRAINER[self.CFG_NODE]
+
+    def check_cfg(self, cfg):
+        prec = cfg.TRAINER[self.CFG_NODE].PREC
+        if prec not in PRECISIONS:
+            raise ValueError(f'TRAINER.{self.CFG_NODE}.PREC is "{prec}"; choose one of {", ".join(PRECISIONS)}.')
+
+    # ---- construction --------------------------------------------------------------------------------------
+    def build_model(self):
+        cfg = self.cfg
+        self.classnames: List[str] = [c.replace("_", " ") for c in self.dm.dataset.classnames]
+        logger.info("Loading CLIP (backbone: %s)", cfg.MODEL.BACKBONE.NAME)
+        backbone = clip.load(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.CACHE_DIR or None)
+        if self.NEEDS_VIT:
+            backbone.require_vit(type(self).__name__)
+        self.check_input_size(backbone)
+        self.precision = Precision(self.node.PREC, self.device)
+        self.clip_model = self.precision.prepare_backbone(backbone)
+        self.logit_scale = self.clip_model.logit_scale
+        self._zs_cache: Dict[Tuple, torch.Tensor] = {}
+        self._eval_text_features: Optional[torch.Tensor] = None
+
+        logger.info("Building the prompt learner")
+        learner = self.build_prompt_learner(self.clip_model, self.classnames).float().to(self.device)
+        if cfg.MODEL.INIT_WEIGHTS:
+            load_pretrained_weights(learner, cfg.MODEL.INIT_WEIGHTS)
+        self.prompt_learner = learner
+        n_params = sum(p.numel() for p in learner.parameters() if p.requires_grad)
+        logger.info("Trainable parameters: %s", f"{n_params:,}")
+        self.register_trainable(self.MODEL_NAME, learner)
+
+    def register_trainable(self, name: str, module: nn.Module, param_groups=None):
+        """Build an optimiser and schedule over ``module`` and register it (saved, loaded, switched, stepped)."""
+        trainable = [p for p in module.parameters() if p.requires_grad]
+        optim = build_optimizer(module, self.cfg.OPTIM, param_groups) if trainable else None
+        sched = build_lr_scheduler(optim, self.cfg.OPTIM) if optim is not None else None
+        self.register_model(name, module, optim, sched)
+        return optim, sched
+
+    def check_input_size(self, backbone: clip.CLIPBackbone) -> None:
+        size = self.cfg.INPUT.SIZE[0]
+        if backbone.is_vit and size != backbone.image_size:
+            raise ValueError(f"INPUT.SIZE is {tuple(self.cfg.INPUT.SIZE)} but {backbone.name} takes "
+                             f"{backbone.image_size}x{backbone.image_size} images; set INPUT.SIZE "
+                             f"({backbone.image_size}, {backbone.image_size}).")
+
+    def build_prompt_learner(self, backbone: clip.CLIPBackbone, classnames: List[str]) -> nn.Module:
+        raise NotImplementedError
+
+    # ---- the forward pass ----------------------------------------------------------------------------------
+    def text_prompts(self) -> TextPrompts:
+        """The prompted text input for the current class set (default: ``self.prompt_learner()``)."""
+        return self.prompt_learner()
+
+    def vision_prompts(self) -> VisionPrompts:
+        """The prompted vision input (default: none)."""
+        return VisionPrompts()
+
+    def text_features(self) -> torch.Tensor:
+        """Class text features ``[C, D]`` from the learned prompts."""
+        p = self.text_prompts()
+        return self.clip_model.encode_text_from_embeddings(p.embeddings, p.eot_index, p.deep)
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Image features ``[B, D]``."""
+        v = self.vision_prompts()
+        return self.clip_model.encode_image(images, v.prompts, v.deep)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` logits; in evaluation the text side comes from the per-evaluation cache."""
+        text = self._eval_text_features if self._eval_text_features is not None else self.text_features()
+        return clip_logits(self.image_features(images), text, self.logit_scale)
+
+    # ---- frozen zero-shot knowledge ------------------------------------------------------------------------
+    def zeroshot_text_features(self, templates: Optional[Sequence[str]] = None,
+                               classnames: Optional[Sequence[str]] = None) -> torch.Tensor:
+        """Frozen CLIP text features ``[C, D]`` for the class set, with the dataset's hand-written template by
+        default; computed once per (classes, templates) and never saved."""
+        templates = tuple(templates or [dataset_template(self.cfg.DATASET.NAME)])
+        classnames = tuple(classnames or self.classnames)
+        key = (classnames, templates)
+        if key not in self._zs_cache:
+            self._zs_cache[key] = class_text_features(self.clip_model, classnames, templates)
+        return self._zs_cache[key]
+
+    # ---- training ------------------------------------------------------------------------------------------
+    def compute_loss(self, images: torch.Tensor, labels: torch.Tensor):
+        """``(loss, logits, terms)``; the default is cross-entropy alone."""
+        logits = self.logits(images)
+        ce = F.cross_entropy(logits, labels)
+        return ce, logits, {"ce": ce}
+
+    def forward_backward(self, batch):
+        images, labels = self.parse_batch_train(batch)
+        with self.precision.autocast():
+            loss, logits, terms = self.compute_loss(images, labels)
+        self.backward_and_update(loss)
+        summary = {"loss": loss.item(), "acc": compute_accuracy(logits, labels)[0].item()}
+        summary.update({k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in terms.items()})
+        return summary
+
+    def backward_and_update(self, loss: torch.Tensor, names=None) -> None:
+        """One optimisation step, through the gradient scaler under ``PREC amp``."""
+        scaler = self.precision.scaler
+        if scaler is None:
+            self.model_backward_and_update(loss, names)
+            return
+        self.model_zero_grad(names)
+        self.detect_anomaly(loss)
+        scaler.scale(loss).backward()
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                scaler.step(self._optims[name])
+        scaler.update()
+
+    # ---- evaluation ----------------------------------------------------------------------------------------
+    IMAGE_CONDITIONED_TEXT = False  # True when text features depend on the image (CoCoOp)
+
+    def before_test(self):
+        if not self.IMAGE_CONDITIONED_TEXT:
+            with self.precision.autocast():
+                self._eval_text_features = self.text_features().float()
+
+    def after_test(self):
+        self._eval_text_features = None
+
+    def model_inference(self, images):
+        with self.precision.autocast():
+            return self.logits(images).float()

@@ -1,0 +1,95 @@
+"""CoOp (Zhou et al., IJCV 2022): a learned context in front of each class name.
+
+Prompt ``t_c = [SOS][V]_1 ... [V]_M [CLASS_c] . [EOT]``; logits ``s * cos(f(x), g(t_c))``; loss cross-entropy
+(CoOp's ``trainers/coop.py``). Keys ``TRAINER.COOP.*`` (CoOp's ``extend_cfg``):
+``N_CTX`` (16), ``CTX_INIT`` ("" = random N(0, 0.02); a phrase sets N_CTX to its word count), ``CSC`` (class-specific
+context), ``CLASS_TOKEN_POSITION`` (end | middle | front), ``PREC`` (fp16 | bf16 | amp | fp32).
+The class-name buffers are not saved, so a learned context loads onto any class set (base -> new).
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+
+from clip import CLIPBackbone
+from engine import TRAINER_REGISTRY
+
+from .base import PromptTrainer
+from .context import class_name_lengths, class_prompts, embed_prompts, init_context
+from .prompt_types import TextPrompts
+
+POSITIONS = ("end", "middle", "front")
+
+
+class CoOpPromptLearner(nn.Module):
+    """Learned context ``ctx [n_ctx, d_t]`` (or ``[C, n_ctx, d_t]`` with CSC) spliced into each class prompt.
+
+    Buffers (rebuilt for every class set, never saved): ``token_prefix [C, 1, d_t]`` (SOS),
+    ``token_suffix [C, L - 1 - n_ctx, d_t]`` (class name, ".", EOT, padding), ``tokenized_prompts [C, L]``.
+    """
+
+    def __init__(self, backbone: CLIPBackbone, classnames: List[str], n_ctx: int = 16, ctx_init: str = "",
+                 csc: bool = False, class_token_position: str = "end", truncate_init: bool = False):
+        super().__init__()
+        if class_token_position not in POSITIONS:
+            raise ValueError(f'CLASS_TOKEN_POSITION "{class_token_position}" must be one of {POSITIONS}.')
+        n_cls = len(classnames)
+        ctx, prefix = init_context(backbone, n_ctx, ctx_init, n_cls, csc, truncate_init=truncate_init)
+        self.ctx = nn.Parameter(ctx)
+        self.n_ctx = ctx.shape[-2]
+        self.n_cls = n_cls
+        self.class_token_position = class_token_position
+        self.prompt_prefix = prefix
+        tokens, emb = embed_prompts(backbone, class_prompts(prefix, classnames))
+        self.register_buffer("tokenized_prompts", tokens, persistent=False)
+        self.register_buffer("token_prefix", emb[:, :1, :], persistent=False)
+        self.register_buffer("token_suffix", emb[:, 1 + self.n_ctx:, :], persistent=False)
+        self.register_buffer("eot_index", backbone.eot_index(tokens), persistent=False)
+        self.name_lens = class_name_lengths(backbone, classnames)
+
+    def context(self) -> torch.Tensor:
+        """The context per class, ``[C, n_ctx, d_t]``."""
+        return self.ctx.unsqueeze(0).expand(self.n_cls, -1, -1) if self.ctx.dim() == 2 else self.ctx
+
+    def assemble(self, ctx: torch.Tensor, suffix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Token embeddings ``[C, L, d_t]`` from context ``[C, n_ctx, d_t]`` (and an optional replacement
+        ``suffix`` whose first ``name_lens[c]`` positions hold class ``c``'s name)."""
+        prefix = self.token_prefix
+        suffix = self.token_suffix if suffix is None else suffix
+        if self.class_token_position == "end":
+            return torch.cat([prefix, ctx, suffix], dim=1)
+        rows = []
+        half = self.n_ctx // 2
+        for i, n in enumerate(self.name_lens):
+            name, rest = suffix[i:i + 1, :n], suffix[i:i + 1, n:]
+            c = ctx[i:i + 1]
+            if self.class_token_position == "middle":
+                rows.append(torch.cat([prefix[i:i + 1], c[:, :half], name, c[:, half:], rest], dim=1))
+            else:
+                rows.append(torch.cat([prefix[i:i + 1], name, c, rest], dim=1))
+        return torch.cat(rows, dim=0)
+
+    def forward(self, suffix: Optional[torch.Tensor] = None) -> TextPrompts:
+        return TextPrompts(self.assemble(self.context(), suffix), self.eot_index)
+
+
+@TRAINER_REGISTRY.register()
+class CoOp(PromptTrainer):
+    CFG_NODE = "COOP"
+
+    @staticmethod
+    def extend_cfg(cfg):
+        from yacs.config import CfgNode as CN
+
+        cfg.TRAINER.COOP = CN()
+        cfg.TRAINER.COOP.N_CTX = 16  # number of context vectors (overridden by the word count of CTX_INIT)
+        cfg.TRAINER.COOP.CSC = False  # class-specific context
+        cfg.TRAINER.COOP.CTX_INIT = ""  # initialisation phrase, e.g. "a photo of a"; "" = random
+        cfg.TRAINER.COOP.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+        cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end, middle or front
+
+    def build_prompt_learner(self, backbone, classnames):
+        n = self.node
+        return CoOpPromptLearner(backbone, classnames, n.N_CTX, n.CTX_INIT, n.CSC, n.CLASS_TOKEN_POSITION)

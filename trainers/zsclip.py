@@ -1,0 +1,67 @@
+"""Zero-shot CLIP (CoOp's ``ZeroshotCLIP`` and ``ZeroshotCLIP2``): nothing is trained.
+
+``ZeroshotCLIP`` uses the dataset's hand-written template (``CUSTOM_TEMPLATES``); ``ZeroshotCLIP2`` averages the
+7 ``IMAGENET_TEMPLATES_SELECT`` plus that template. Logits ``s * norm(f(x)) @ norm(W).T``, with ``W [C, D]`` the
+class text features, computed once.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+
+import clip
+from engine import TRAINER_REGISTRY
+
+from .base import PromptTrainer, clip_logits
+from .precision import Precision
+from .templates import IMAGENET_TEMPLATES_SELECT, dataset_template
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP(PromptTrainer):
+    CFG_NODE = "ZSCLIP"
+
+    @staticmethod
+    def extend_cfg(cfg):
+        from yacs.config import CfgNode as CN
+
+        cfg.TRAINER.ZSCLIP = CN()
+        cfg.TRAINER.ZSCLIP.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+
+    def templates(self) -> List[str]:
+        return [dataset_template(self.cfg.DATASET.NAME)]
+
+    def build_model(self):
+        cfg = self.cfg
+        self.classnames = [c.replace("_", " ") for c in self.dm.dataset.classnames]
+        backbone = clip.load(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.CACHE_DIR or None)
+        self.precision = Precision(self.node.PREC, self.device)
+        self.clip_model = self.precision.prepare_backbone(backbone)
+        self.logit_scale = self.clip_model.logit_scale
+        self._zs_cache = {}
+        self._eval_text_features = None
+        self.text_weights = self.zeroshot_text_features(self.templates())  # [C, D]
+
+    def train(self):
+        raise RuntimeError("ZeroshotCLIP has nothing to train: run it with --eval-only.")
+
+    def before_test(self):
+        pass
+
+    @torch.no_grad()
+    def model_inference(self, images):
+        with self.precision.autocast():
+            return clip_logits(self.clip_model.encode_image(images), self.text_weights, self.logit_scale)
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP2(ZeroshotCLIP):
+    """Prompt ensembling over ``IMAGENET_TEMPLATES_SELECT`` + the dataset's template."""
+
+    @staticmethod
+    def extend_cfg(cfg):
+        pass  # shares TRAINER.ZSCLIP
+
+    def templates(self) -> List[str]:
+        return IMAGENET_TEMPLATES_SELECT + [dataset_template(self.cfg.DATASET.NAME)]
