@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Few-shot classification (CoOp protocol): train and test on all classes with K shots per class. CoOp's epochs
+# follow its recipe (1 shot: _ep50, 2/4 shots: _ep100, 8/16 shots: 200 epochs; ImageNet always _ep50) unless CFG
+# is given. The commands are built by tools/protocols.py.
+#
+#   scripts/fewshot.sh TRAINER DATASET|all [SHOTS|all] [SEED|all] [CFG] [KEY VALUE ...]
+#
+#   scripts/fewshot.sh CoOp oxford_pets 16 1
+#   scripts/fewshot.sh CoOp all                            # 11 datasets x shots 1 2 4 8 16 x seeds 1 2 3
+#   DRY_RUN=1 scripts/fewshot.sh CoOp imagenet all 1
+#
+# Environment: DATA (dataset root, required), OUTPUT (default: output/ in the repository), DRY_RUN=1, PYTHON.
+set -euo pipefail
+if [[ $# -lt 2 ]]; then
+  echo "usage: scripts/fewshot.sh TRAINER DATASET|all [SHOTS|all] [SEED|all] [CFG] [KEY VALUE ...]" >&2
+  exit 2
+fi
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TRAINER=$1 DATASET=$2 SHOTS=${3:-all} SEED=${4:-all} CFG=${5:-}
+args=(--protocol fewshot --trainers "$TRAINER" --datasets "$DATASET" --shots "$SHOTS" --seeds "$SEED")
+[[ -n "$CFG" ]] && args+=(--config "$CFG")
+[[ "${DRY_RUN:-0}" != 0 ]] && args+=(--dry-run)
+[[ $# -gt 5 ]] && args+=(--opts "${@:6}")
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m tools.sweep "${args[@]}"

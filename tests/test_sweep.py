@@ -1,0 +1,290 @@
+"""tools.sweep: grids, skipping and resuming, the local queue, failure records, the submitit path, real runs."""
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools import sweep
+from tools.protocols import REPO_ROOT, Run, Settings
+from tools.sweep import Grid, Outcome, SlurmOptions, SweepError
+
+# A stand-in for train.py: writes results.json (accuracy = argv[2]) unless the file named by argv[3] exists; with a
+# 4th argument it first checks that this dependency's results.json exists (the queue must have waited for it).
+FAKE_TRAIN = """
+import json, os, sys, time
+out, acc, fail_flag = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+print("fake train", out)
+if len(sys.argv) > 4 and not os.path.isfile(os.path.join(sys.argv[4], "results.json")):
+    sys.exit("dependency not finished")
+if os.path.exists(fail_flag):
+    sys.exit("asked to fail")
+time.sleep(0.2)
+os.makedirs(out, exist_ok=True)
+json.dump({"metrics": {"accuracy": acc}}, open(os.path.join(out, "results.json"), "w"))
+"""
+
+
+def fake_run(root: Path, run_id: str, acc: float = 50.0, depends_on: Run = None) -> Run:
+    out = root / run_id
+    argv = [sys.executable, "-c", FAKE_TRAIN, str(out), str(acc), str(root / f"FAIL_{run_id.replace('/', '_')}")]
+    if depends_on is not None:
+        argv.append(str(depends_on.output_dir))
+    return Run(run_id=run_id, argv=tuple(argv), output_dir=out, protocol="base2new", trainer="Fake", dataset="d",
+               seed=1, shots=16, config="c", role="train_base" if depends_on is None else "test_new",
+               depends_on=(depends_on.run_id,) if depends_on is not None else ())
+
+
+def pair(root: Path, name: str):
+    train = fake_run(root, f"base2new/train_base/{name}/seed1", 80.0)
+    return train, fake_run(root, f"base2new/test_new/{name}/seed1", 60.0, depends_on=train)
+
+
+def write_configs(root: Path) -> Path:
+    (root / "datasets").mkdir(parents=True)
+    (root / "trainers/CoOp").mkdir(parents=True)
+    for stem in ("dtd", "eurosat"):
+        (root / "datasets" / f"{stem}.yaml").write_text("DATASET:\n  NAME: X\n")
+    for name, ep in (("vit_b16_ctxv1", 200), ("vit_b16", 200), ("vit_b16_ep50", 50), ("vit_b16_ep100", 100)):
+        (root / "trainers/CoOp" / f"{name}.yaml").write_text(f"OPTIM:\n  MAX_EPOCH: {ep}\n")
+    return root
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """Runs ``python -m tools.sweep`` in-process with DATA/OUTPUT and a private configs dir."""
+    configs = write_configs(tmp_path / "configs")
+    monkeypatch.setenv("DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("OUTPUT", str(tmp_path / "out"))
+
+    def run(*args):
+        return sweep.main(["--configs-dir", str(configs), *args])
+
+    return run
+
+
+# ---- grids ----
+
+def test_cli_grid_expansion_dry_run(cli, tmp_path, capsys):
+    assert cli("--protocol", "fewshot", "--trainers", "CoOp", "--datasets", "dtd", "eurosat", "--seeds", "1", "2",
+               "--shots", "1", "16", "--dry-run") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 * 2 * 2
+    assert all("train.py" in line for line in lines)
+    assert any(f"--output-dir {tmp_path}/out/fewshot/eurosat/CoOp/vit_b16_ep50_1shots/seed2" in line for line in lines)
+    assert not (tmp_path / "out").exists()
+
+
+def test_yaml_grid_with_several_blocks(tmp_path):
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(
+        "sweeps:\n"
+        "  - {protocol: base2new, trainers: [CoOp], datasets: [dtd], seeds: [1, 2]}\n"
+        "  - {protocol: fewshot, trainers: CoOp, datasets: [dtd], shots: [4], seeds: 0,\n"
+        "     config: {CoOp: vit_b16}, opts: [OPTIM.MAX_EPOCH, 3]}\n")
+    grids = sweep.grids_from_yaml(grid_file)
+    assert grids[1] == Grid("fewshot", ["CoOp"], ["dtd"], ["0"], ["4"], {"CoOp": "vit_b16"}, ["OPTIM.MAX_EPOCH", "3"])
+    settings = Settings(tmp_path / "d", tmp_path / "o", python="python", configs_dir=write_configs(tmp_path / "c"))
+    runs = [r for g in grids for r in g.runs(settings)]
+    phases = ("train_base", "test_new")
+    assert [r.run_id for r in runs] == [
+        f"base2new/{phase}/dtd/shots_16/CoOp/vit_b16_ctxv1/seed{s}" for s in (1, 2) for phase in phases
+    ] + ["fewshot/dtd/CoOp/vit_b16_4shots/seed0"]
+    assert runs[-1].argv[-2:] == ("OPTIM.MAX_EPOCH", "3") and "OPTIM.MAX_EPOCH" not in runs[0].argv
+
+
+def test_yaml_grid_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("protocol: base2new\ntrainers: [CoOp]\nepochs: 3\n")
+    with pytest.raises(SweepError, match="unknown keys epochs"):
+        sweep.grids_from_yaml(bad)
+    with pytest.raises(SweepError, match="not found"):
+        sweep.grids_from_yaml(tmp_path / "missing.yaml")
+
+
+def test_cli_errors_are_one_line(cli, capsys, monkeypatch):
+    assert cli("--dry-run") == 2
+    assert "give --protocol and --trainers" in capsys.readouterr().err
+    assert cli("--protocol", "base2new", "--trainers", "CoOp", "--datasets", "mnist", "--dry-run") == 2
+    assert "datasets/mnist.yaml" in capsys.readouterr().err
+    assert cli("--retry-failed") == 2
+    assert "No failed runs are recorded" in capsys.readouterr().err
+
+
+# ---- skip and resume ----
+
+def test_finished_runs_are_skipped_and_said_so(cli, tmp_path, capsys):
+    done = tmp_path / "out/base2new/train_base/dtd/shots_16/CoOp/vit_b16_ctxv1/seed1"
+    done.mkdir(parents=True)
+    (done / "results.json").write_text("{}")
+    partial = tmp_path / "out/base2new/train_base/dtd/shots_16/CoOp/vit_b16_ctxv1/seed2"
+    partial.mkdir(parents=True)  # started but unfinished: run again (train.py resumes it)
+    assert cli("--protocol", "base2new", "--trainers", "CoOp", "--datasets", "dtd", "--seeds", "1", "2",
+               "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "skip (finished): base2new/train_base/dtd/shots_16/CoOp/vit_b16_ctxv1/seed1" in out
+    commands = [line for line in out.splitlines() if "train.py" in line]
+    assert len(commands) == 3
+    assert any(str(partial) in c for c in commands)
+
+
+def test_only_selects_a_run(cli, capsys):
+    rid = "base2new/test_new/dtd/shots_16/CoOp/vit_b16_ctxv1/seed1"
+    assert cli("--protocol", "base2new", "--trainers", "CoOp", "--datasets", "dtd", "--seeds", "1", "--only", rid,
+               "--dry-run") == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "--eval-only" in out[0]
+    assert cli("--protocol", "base2new", "--trainers", "CoOp", "--datasets", "dtd", "--only", "nope", "--dry-run") == 2
+
+
+def test_runs_are_ordered_after_their_dependencies(tmp_path):
+    (a1, a2), (b1, b2) = pair(tmp_path, "a"), pair(tmp_path, "b")
+    assert sweep.ordered([b2, a2, a1, b1, a2]) == [b1, b2, a1, a2]
+
+
+def test_dependency_outside_the_sweep_blocks(tmp_path):
+    train, test = pair(tmp_path, "a")
+    assert sweep.unrunnable([test])[test.run_id].status == "blocked"
+    assert sweep.unrunnable([train, test]) == {}
+    train.output_dir.mkdir(parents=True)
+    (train.output_dir / "results.json").write_text("{}")
+    assert sweep.unrunnable([test]) == {}
+
+
+# ---- the local queue ----
+
+def test_local_queue_respects_dependencies_and_logs(tmp_path):
+    runs = [*pair(tmp_path, "a"), *pair(tmp_path, "b")]
+    messages = []
+    outcomes = sweep.run_local(runs, [{"CUDA_VISIBLE_DEVICES": ""}] * 2, say=messages.append, poll_s=0.05)
+    assert {o.status for o in outcomes.values()} == {"done"}, messages
+    for run in runs:
+        assert json.loads((run.output_dir / "results.json").read_text())["metrics"]["accuracy"] in (80.0, 60.0)
+        log = run.log_path.read_text()
+        assert log.startswith("# ") and "tools.sweep:" in log and f"fake train {run.output_dir}" in log
+    assert any("done" in m and "accuracy 60.00%" in m for m in messages)
+
+
+def test_failure_blocks_dependents_is_recorded_and_retried(tmp_path, capsys):
+    root = tmp_path / "out"
+    (a_train, a_test), (b_train, b_test) = pair(root, "a"), pair(root, "b")
+    flag = root / f"FAIL_{a_train.run_id.replace('/', '_')}"
+    root.mkdir()
+    flag.write_text("")
+    status = sweep.execute([a_train, a_test, b_train, b_test], root, jobs=2, say=lambda m: None)
+    assert status == 1
+    report = capsys.readouterr().out
+    assert f"FAILED: {a_train.run_id}" in report and f"BLOCKED: {a_test.run_id}" in report
+    assert f"log:     {a_train.log_path}" in report and f"command: {a_train.command}" in report
+    assert "asked to fail" in a_train.log_path.read_text()
+    assert b_test.finished and not a_test.finished
+    recorded = json.loads((root / sweep.FAILURES_FILE).read_text())["runs"]
+    assert set(recorded) == {a_train.run_id, a_test.run_id}
+    assert recorded[a_test.run_id]["status"] == "blocked"
+
+    flag.unlink()
+    assert sweep.main(["--retry-failed", "--output", str(root), "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 run(s) to execute" in out and a_test.finished
+    assert not (root / sweep.FAILURES_FILE).exists()
+
+
+def test_local_slots_cpu_and_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 8)
+    assert sweep.local_slots(4) == [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "2"}] * 4
+    assert len(sweep.local_slots(None)) == 1
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert sweep.local_slots(None) == [{"CUDA_VISIBLE_DEVICES": "3"}, {"CUDA_VISIBLE_DEVICES": "5"}]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert [s["CUDA_VISIBLE_DEVICES"] for s in sweep.local_slots(3)] == ["0", "1", "0"]
+
+
+# ---- the Slurm path, through submitit's local executor ----
+
+def test_components_and_chain_script(tmp_path):
+    (a1, a2), (b1, b2) = [[dataclasses.replace(r, argv=("echo", r.run_id)) for r in pair(tmp_path, n)]
+                          for n in ("a", "b")]
+    groups = sweep.components([a1, b1, a2, b2])
+    assert [[r.run_id for r in g] for g in groups] == [[a1.run_id, a2.run_id], [b1.run_id, b2.run_id]]
+    lines = sweep.chain_script(groups[0]).splitlines()
+    assert lines[:3] == ["set -u", "export PYTHONUNBUFFERED=1", "status=0"] and lines[-1] == "exit $status"
+    first, second = lines[3:-1]
+    assert first.startswith(f"mkdir -p {a1.output_dir} ") and first.endswith(f">> {a1.log_path} 2>&1 || status=1")
+    assert second.startswith(f"if [ -f {a1.output_dir / 'results.json'} ]; then mkdir -p {a2.output_dir} ")
+    assert second.endswith("; else status=1; fi")
+
+
+def test_submitit_local_executor_runs_dependency_groups(tmp_path):
+    root = tmp_path / "out"
+    (a_train, a_test), (b_train, b_test) = pair(root, "a"), pair(root, "b")
+    root.mkdir()
+    (root / f"FAIL_{b_train.run_id.replace('/', '_')}").write_text("")
+    messages = []
+    outcomes = sweep.run_submitit([a_train, a_test, b_train, b_test], root / ".submitit",
+                                  SlurmOptions(time_min=5, gpus_per_run=0, cpus_per_run=1, poll_s=0.2),
+                                  cluster="local", say=messages.append)
+    assert {k: o.status for k, o in outcomes.items()} == {
+        a_train.run_id: "done", a_test.run_id: "done", b_train.run_id: "failed", b_test.run_id: "blocked"}, messages
+    assert a_test.finished and "fake train" in a_test.log_path.read_text()
+    assert sum(m.startswith("submitted job") for m in messages) == 2
+
+
+def test_slurm_launcher_without_sbatch_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "_which", lambda program: None)
+    with pytest.raises(SweepError, match="sbatch"):
+        sweep.run_submitit([fake_run(tmp_path, "x/seed1")], tmp_path / "s", SlurmOptions())
+
+
+# ---- real runs: train.py on the toy benchmark with the toy configs ----
+
+REAL = ["configs/trainers/CoOp/toy.yaml", "configs/datasets/toy_shapes.yaml", "clip/pretrained/toyclip.pt"]
+
+
+@pytest.mark.slow
+def test_local_runner_executes_real_toy_runs(tmp_path):
+    missing = [p for p in REAL if not (REPO_ROOT / p).is_file()]
+    if missing:
+        pytest.skip(f"toy configs / weights not present yet: {', '.join(missing)}")
+    code = sweep.main(["--protocol", "base2new", "--trainers", "CoOp", "ZeroshotCLIP", "--datasets", "toy_shapes",
+                       "--seeds", "1", "--config", "toy", "--root", str(tmp_path / "data"),
+                       "--output", str(tmp_path / "out"), "--jobs", "2", "--opts", "OPTIM.MAX_EPOCH", "1"])
+    assert code == 0
+    out = tmp_path / "out/base2new"
+    train = out / "train_base/toy_shapes/shots_16/CoOp/toy/seed1"
+    new = out / "test_new/toy_shapes/shots_16/CoOp/toy/seed1"
+    for run_dir in (train, new, out / "test_base/toy_shapes/shots_16/ZeroshotCLIP/toy/seed1",
+                    out / "test_new/toy_shapes/shots_16/ZeroshotCLIP/toy/seed1"):
+        res = json.loads((run_dir / "results.json").read_text())
+        assert 0.0 <= res["metrics"]["accuracy"] <= 100.0
+        assert (run_dir / "run.log").is_file()
+    assert json.loads((train / "results.json").read_text())["subsample_classes"] == "base"
+    new_res = json.loads((new / "results.json").read_text())
+    assert new_res["subsample_classes"] == "new" and new_res["eval_only"] is True
+    assert [json.loads(line)["epoch"] for line in (train / "metrics.jsonl").read_text().splitlines()] == [1]
+    # a second sweep finds everything finished and runs nothing
+    assert sweep.main(["--protocol", "base2new", "--trainers", "CoOp", "--datasets", "toy_shapes", "--seeds", "1",
+                       "--config", "toy", "--root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
+                       "--opts", "OPTIM.MAX_EPOCH", "1"]) == 0
+
+
+# ---- the demo's discovery of toy datasets and trainers ----
+
+def test_demo_discovers_toy_configs(tmp_path):
+    from tools import demo
+
+    configs = tmp_path / "configs"
+    for rel in ("datasets/toy_b.yaml", "datasets/toy_a.yaml", "datasets/dtd.yaml", "trainers/CoOp/toy.yaml",
+                "trainers/MaPLe/toy.yaml", "trainers/Aple/toy.yaml", "trainers/VPT/vit_b16.yaml"):
+        (configs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (configs / rel).write_text("{}\n")
+    assert demo.toy_datasets(configs) == ["toy_a", "toy_b"]
+    assert demo.toy_trainers(configs) == ["ZeroshotCLIP", "CoOp", "Aple", "MaPLe"]
+    (configs / "trainers/CoOp/toy.yaml").unlink()
+    with pytest.raises(demo.DemoError, match="trainers/CoOp/toy.yaml"):
+        demo.toy_trainers(configs)
