@@ -1,0 +1,57 @@
+"""VPT: deep visual prompt tuning on CLIP (Jia et al., ECCV 2022), the MaPLe paper's "deep vision prompting".
+
+Vision: ``V_0 [n, d_v]`` appended to the image tokens and ``V_i [n, d_v]`` replacing those slots at blocks
+``1..PROMPT_DEPTH_VISION-1``, all ``N(0, 0.02)``. Text: FIXED frozen-CLIP features of ``"a photo of a {class}."``
+(released ``FixedEmbeddings``), computed once per class set and never saved. Loss: cross-entropy on
+``s * cos(f(x; V), g("a photo of a {c}."))``.
+
+Keys ``TRAINER.VPT.*`` (released ``extend_cfg``): ``N_CTX_VISION`` (2), ``CTX_INIT`` ("a photo of a"; kept for config
+compatibility, the released trainer never reads it: the text template is fixed), ``PREC`` (fp16),
+``PROMPT_DEPTH_VISION`` (1 = shallow VPT; the released ``..._4`` config uses 12 with 8 tokens).
+Precision note: the released trainer casts CLIP to fp32 whatever ``PREC`` says (``load_clip_to_cpu`` returns
+``model.float()``), so the published VPT numbers come from an fp32 CLIP; ``PREC fp32`` reproduces that exactly.
+"""
+from __future__ import annotations
+
+import torch
+
+from engine import TRAINER_REGISTRY
+
+from .base import PromptTrainer
+from .deep_prompts import VisionPromptLearner, check_depth
+from .ivlp import from_released_state
+from .prompt_types import VisionPrompts
+
+FIXED_TEMPLATE = "a photo of a {}."
+
+
+@TRAINER_REGISTRY.register()
+class VPT(PromptTrainer):
+    CFG_NODE = "VPT"
+    MODEL_NAME = "prompt_learner"  # the released registered name
+    NEEDS_VIT = True
+
+    @staticmethod
+    def extend_cfg(cfg):
+        from yacs.config import CfgNode as CN
+
+        cfg.TRAINER.VPT = CN()
+        cfg.TRAINER.VPT.N_CTX_VISION = 2  # vision prompt tokens per block
+        cfg.TRAINER.VPT.CTX_INIT = "a photo of a"  # unused (as released): the text side is the fixed template
+        cfg.TRAINER.VPT.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+        cfg.TRAINER.VPT.PROMPT_DEPTH_VISION = 1  # vision blocks 0..J-1 hold prompts (1 = shallow VPT)
+
+    def build_prompt_learner(self, backbone, classnames):
+        n = self.node
+        check_depth("TRAINER.VPT.PROMPT_DEPTH_VISION", n.PROMPT_DEPTH_VISION, backbone.vision_layers)
+        return VisionPromptLearner(n.N_CTX_VISION, backbone.vision_width, n.PROMPT_DEPTH_VISION)
+
+    def text_features(self) -> torch.Tensor:
+        """Frozen ``"a photo of a {c}."`` features ``[C, D]`` (cached per class set, never saved)."""
+        return self.zeroshot_text_features([FIXED_TEMPLATE])
+
+    def vision_prompts(self) -> VisionPrompts:
+        return self.prompt_learner()
+
+    def load_model_state_dict(self, name, state_dict):
+        super().load_model_state_dict(name, from_released_state(state_dict, vision_prefix=""))
