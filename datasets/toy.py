@@ -1,0 +1,63 @@
+"""Toy-world benchmarks: procedurally generated, no download, for CI, laptops and smoke runs.
+
+- ``ToyShapes``: 30 classes "<colour> <shape>" (6 colours x 5 shapes), e.g. "red circle";
+- ``ToyPatterns``: 25 classes "<fill pattern> <shape>" (5 patterns x 5 shapes), e.g. "striped star";
+  a different class vocabulary over the same world, for cross-dataset transfer.
+
+In both, the base half (first ceil(n/2) labels) is a checkerboard of the attribute grid, so every
+new class is an unseen combination of attribute values seen in base classes. Layout and split are
+those of every benchmark (``<dataset_dir>/images/<class>/<n>.png``, ``split_zhou_<Name>.json``);
+on first use the world is rendered under ``DATASET.ROOT`` (deterministic, a few seconds). The
+generator and the class definitions live in :mod:`datasets.toy_world`.
+"""
+import os
+
+from engine.registry import DATASET_REGISTRY
+
+from .base import BenchmarkDataset
+
+
+class ToyBenchmark(BenchmarkDataset):
+    """A toy-world benchmark, defined by ``datasets.toy_world.TOY_DATASETS[<class name>]``.
+
+    ``datasets.toy_world`` is imported only when a split is rendered: importing it here (the package imports
+    this module) would make ``python -m datasets.toy_world`` warn that the module was already imported.
+    """
+
+    image_dir = "images"
+
+    def __init__(self, cfg):
+        if cfg.DATASET.ROOT:  # let the base report an empty ROOT
+            root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
+            os.makedirs(os.path.join(root, type(self).dataset_dir, self.image_dir), exist_ok=True)
+        super().__init__(cfg)
+
+    def create_split(self) -> dict:
+        """Renders the whole dataset into ``self.dataset_dir`` and returns its split."""
+        from .toy_world import get_spec, write_dataset
+
+        return write_dataset(get_spec(self.name), self.root)
+
+    def created_split_warning(self) -> str:
+        return (f"{self.name}: rendered the toy world into {self.dataset_dir} (procedural and deterministic, "
+                f"no download; later runs reuse it).")
+
+    def download_command(self) -> str:
+        return f"python -m datasets.toy_world --root {self.root} --dataset {self.name}"
+
+    def download_hint(self) -> str:
+        return f"Delete {self.dataset_dir} and render it again with: {self.download_command()}"
+
+
+@DATASET_REGISTRY.register()
+class ToyShapes(ToyBenchmark):
+    dataset_dir = "toy_shapes"
+    split_file = "split_zhou_ToyShapes.json"
+    stem = "toy_shapes"
+
+
+@DATASET_REGISTRY.register()
+class ToyPatterns(ToyBenchmark):
+    dataset_dir = "toy_patterns"
+    split_file = "split_zhou_ToyPatterns.json"
+    stem = "toy_patterns"
