@@ -5,8 +5,8 @@ released repository trains the two halves separately (``base2new_train_set{1,2}_
 that merges or evaluates them (research notes lamm_nemesis.md §1.7). This command does, through ``train.py``::
 
     python -m tools.lamm_continual --root $DATA --dataset-config-file configs/datasets/oxford_pets.yaml \\
-        --config-file configs/trainers/LAMM/continual_vit_b16_ep50_ctxv1.yaml --output-dir output/continual/pets/seed1 \\
-        --seed 1 [--shots 16] [KEY VALUE ...]
+        --config-file configs/trainers/LAMM/continual_vit_b16_ep50_ctxv1.yaml \\
+        --output-dir output/continual/pets/seed1 --seed 1 [--shots 16] [KEY VALUE ...]
 
 Steps (a training run whose output already holds ``results.json`` is not rerun, so a rerun resumes):
 
