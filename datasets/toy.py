@@ -1,6 +1,7 @@
 """Toy-world benchmarks: procedurally generated, no download, for CI, laptops and smoke runs.
 
-- ``ToyShapes``: 30 classes "<colour> <shape>" (6 colours x 5 shapes), e.g. "red circle";
+- ``ToyShapes``: 30 classes "<colour> <shape>" (6 colours x 5 shapes), e.g. "red circle", every image an infrared
+  photo: a domain the hand-written prompt "a photo of a {}." does not describe (docs/TOY.md);
 - ``ToyPatterns``: 25 classes "<fill pattern> <shape>" (5 patterns x 5 shapes), e.g. "striped star";
   a different class vocabulary over the same world, for cross-dataset transfer.
 
@@ -10,26 +11,37 @@ those of every benchmark (``<dataset_dir>/images/<class>/<n>.png``, ``split_zhou
 on first use the world is rendered under ``DATASET.ROOT`` (deterministic, a few seconds). The
 generator and the class definitions live in :mod:`datasets.toy_world`.
 """
+import logging
 import os
 
 from engine.registry import DATASET_REGISTRY
 
 from .base import BenchmarkDataset
 
+log = logging.getLogger(__name__)
+
 
 class ToyBenchmark(BenchmarkDataset):
     """A toy-world benchmark, defined by ``datasets.toy_world.TOY_DATASETS[<class name>]``.
 
-    ``datasets.toy_world`` is imported only when a split is rendered: importing it here (the package imports
-    this module) would make ``python -m datasets.toy_world`` warn that the module was already imported.
+    A folder rendered by another version of the generator (its ``toy_world.json`` fingerprint differs) is rendered
+    again, so images always match the generator and the numbers recorded for the committed toyclip.
+    ``datasets.toy_world`` is imported only when needed: importing it here (the package imports this module) would
+    make ``python -m datasets.toy_world`` warn that the module was already imported.
     """
 
     image_dir = "images"
 
     def __init__(self, cfg):
-        if cfg.DATASET.ROOT:  # let the base report an empty ROOT
+        if cfg.DATASET.ROOT:  # an empty ROOT is reported by the base
+            from .toy_world import get_spec, is_rendered, write_dataset
+
             root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
-            os.makedirs(os.path.join(root, type(self).dataset_dir, self.image_dir), exist_ok=True)
+            spec = get_spec(type(self).__name__)
+            if not is_rendered(spec, root):
+                log.warning("%s: rendering the toy world into %s (procedural and deterministic, no download; "
+                            "a few seconds).", spec.name, os.path.join(root, spec.dataset_dir))
+                write_dataset(spec, root)
         super().__init__(cfg)
 
     def create_split(self) -> dict:

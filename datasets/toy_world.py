@@ -1,9 +1,10 @@
 """The toy world: a procedural image-classification world that needs no download.
 
 An image shows one main object (a coloured, filled or patterned shape of a given size) on a
-textured background, sometimes next to a smaller distractor object. Everything is drawn with
-numpy from a `Scene`, and a `Scene` is sampled from a `numpy.random.Generator`, so the world is
-deterministic from a seed.
+textured background, sometimes next to a smaller distractor object. A photo is ordinary or
+infrared (every hue rotated, which only a caption can tell; see `INFRARED_HUE_SHIFT`). Everything
+is drawn with numpy from a `Scene`, and a `Scene` is sampled from a `numpy.random.Generator`, so
+the world is deterministic from a seed.
 
 Two uses:
 - benchmarks: `write_dataset(spec, root)` renders a labelled dataset (classes are combinations
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import hashlib
 import itertools
 import json
 import math
@@ -51,20 +53,24 @@ PATTERNS = ("solid", "striped", "dotted", "checkered", "hollow")
 BACKGROUNDS = ("plain", "striped", "dotted", "grid", "noisy")
 SIZES = ("small", "large")
 
-# Photo styles: how the whole image is degraded. A caption names a non-plain style ("a dark photo of a ...").
-STYLES = ("plain", "dark", "faded", "grainy")
-STYLE_AMOUNTS = {  # range of Scene.style_amount per style
-    "plain": (1.0, 1.0),
-    "dark": (0.4, 0.55),  # brightness factor
-    "faded": (0.4, 0.55),  # contrast factor towards light grey
-    "grainy": (0.12, 0.18),  # std of the pixel noise
-}
-# Caption templates: "{style}" becomes "" or e.g. "dark " (a style word), "{}" the object description.
+# False-colour ("infrared") photos: every hue is rotated by INFRARED_HUE_SHIFT degrees, which cannot be told from the
+# image alone (a rotated red looks like an orange); only the caption's "infrared" says so. A benchmark photographed
+# this way (ToyShapes) is misread by the hand-written prompt "a photo of a {}." and read correctly once the prompt
+# says "infrared": the toy counterpart of a domain (satellite, texture, aircraft photos) that CoOp-style learned
+# context captures and a generic hand-written template misses.
+INFRARED_HUE_SHIFT = 20.0
+INFRARED_TEMPLATES = (
+    "an infrared photo of a {}.",
+    "an infrared picture of a {}.",
+    "an infrared image of a {}.",
+    "a {} in infrared.",
+)
 CAPTION_TEMPLATES = (
-    "a {style}photo of a {}.",
-    "a {style}picture of a {}.",
-    "a {style}rendering of a {}.",
-    "a {style}drawing of a {}.",
+    "a photo of a {}.",
+    "a picture of a {}.",
+    "an image of a {}.",
+    "a rendering of a {}.",
+    "a drawing of a {}.",
     "a {}.",
     "there is a {}.",
 )
@@ -79,8 +85,9 @@ class WorldParams:
     hue_jitter: float = 14.0  # degrees, uniform +-
     pattern_probs: tuple[float, ...] = (0.4, 0.15, 0.15, 0.15, 0.15)  # over PATTERNS
     pixel_noise: float = 0.04  # std of Gaussian pixel noise, in [0, 1] units
-    style_probs: tuple[float, ...] = (0.4, 0.2, 0.2, 0.2)  # over STYLES
     caption_colour_noise: float = 0.05  # probability that a caption names a wrong colour
+    infrared_prob: float = 0.3  # fraction of pretraining scenes photographed in infrared
+    infrared_caption_prob: float = 0.9  # probability that the caption of an infrared scene says so
 
 
 WORLD = WorldParams()
@@ -115,18 +122,19 @@ class Scene:
     bg_angle: float
     noise_seed: int
     pixel_noise: float
-    style: str = "plain"
-    style_amount: float = 1.0  # dark: brightness factor; faded: contrast factor; grainy: noise std
     distractor: Object | None = None
+    infrared: bool = False
 
 
 def _hsv(hue: float, sat: float, val: float) -> tuple[float, float, float]:
     return colorsys.hsv_to_rgb((hue % 360.0) / 360.0, min(max(sat, 0.0), 1.0), min(max(val, 0.0), 1.0))
 
 
-def _sample_rgb(rng: np.random.Generator, colour: str, params: WorldParams) -> tuple[float, float, float]:
+def _sample_rgb(
+    rng: np.random.Generator, colour: str, params: WorldParams, hue_shift: float
+) -> tuple[float, float, float]:
     hue, sat, val = COLOURS[colour]
-    hue += rng.uniform(-params.hue_jitter, params.hue_jitter)
+    hue += hue_shift + rng.uniform(-params.hue_jitter, params.hue_jitter)
     return _hsv(hue, sat + rng.uniform(-0.15, 0.1), val + rng.uniform(-0.2, 0.05))
 
 
@@ -137,8 +145,8 @@ def _pattern_tone(rng: np.random.Generator, rgb) -> tuple[float, float, float]:
     return tuple(float(c) for c in tone)
 
 
-def _sample_object(rng, colour, shape, pattern, radius, centre, params) -> Object:
-    rgb = _sample_rgb(rng, colour, params)
+def _sample_object(rng, colour, shape, pattern, radius, centre, params, hue_shift) -> Object:
+    rgb = _sample_rgb(rng, colour, params, hue_shift)
     return Object(
         colour=colour,
         shape=shape,
@@ -163,9 +171,17 @@ def sample_scene(
     colour: str | None = None,
     shape: str | None = None,
     pattern: str | None = None,
-    style: str | None = None,
+    infrared: bool | None = None,
 ) -> Scene:
-    """Samples a scene; `colour`, `shape`, `pattern` fix the main object's attributes, `style` the photo style."""
+    """Samples a scene; `colour`, `shape`, `pattern` fix the main object's attributes, `infrared` the photo type.
+
+    Left as None, `infrared` is drawn with probability `params.infrared_prob`. In an infrared photo every object's hue
+    is rotated by `INFRARED_HUE_SHIFT` degrees (the background's hue is uniformly random, so rotating it would change
+    nothing).
+    """
+    if infrared is None:
+        infrared = bool(rng.random() < params.infrared_prob)
+    hue_shift = INFRARED_HUE_SHIFT if infrared else 0.0
     colours = tuple(COLOURS)
     colour = colour or _choice(rng, colours)
     shape = shape or _choice(rng, SHAPES)
@@ -174,7 +190,7 @@ def sample_scene(
     radius = float(rng.uniform(0.45, 0.58) if size == "large" else rng.uniform(0.28, 0.36))
     limit = (0.95 - radius) * params.position_jitter
     centre = (float(rng.uniform(-limit, limit)), float(rng.uniform(-limit, limit)))
-    main = _sample_object(rng, colour, shape, pattern, radius, centre, params)
+    main = _sample_object(rng, colour, shape, pattern, radius, centre, params, hue_shift)
 
     background = _choice(rng, BACKGROUNDS)
     bg_rgb = _hsv(rng.uniform(0, 360), rng.uniform(0.0, 0.25), rng.uniform(0.25, 0.85))
@@ -190,10 +206,8 @@ def sample_scene(
             if math.dist(d_centre, centre) > radius + d_radius:
                 d_colour = _choice(rng, tuple(c for c in colours if c != colour))
                 d_shape = _choice(rng, tuple(s for s in SHAPES if s != shape))
-                distractor = _sample_object(rng, d_colour, d_shape, "solid", d_radius, d_centre, params)
+                distractor = _sample_object(rng, d_colour, d_shape, "solid", d_radius, d_centre, params, hue_shift)
                 break
-    style = style or _choice(rng, STYLES, p=params.style_probs)
-    low, high = STYLE_AMOUNTS[style]
     return Scene(
         main=main,
         size=size,
@@ -204,9 +218,8 @@ def sample_scene(
         bg_angle=float(rng.uniform(0.0, math.pi)),
         noise_seed=int(rng.integers(2**31)),
         pixel_noise=params.pixel_noise,
-        style=style,
-        style_amount=float(low + (high - low) * rng.random()),
         distractor=distractor,
+        infrared=infrared,
     )
 
 
@@ -284,14 +297,7 @@ def render(scene: Scene, size: int = IMAGE_SIZE) -> np.ndarray:
     if scene.distractor is not None:
         _draw_object(img, scene.distractor, x, y, size)
     _draw_object(img, scene.main, x, y, size)
-    noise = scene.pixel_noise
-    if scene.style == "dark":
-        img *= scene.style_amount
-    elif scene.style == "faded":
-        img[:] = scene.style_amount * img + (1.0 - scene.style_amount) * 0.9
-    elif scene.style == "grainy":
-        noise = scene.style_amount
-    img += noise_rng.normal(0.0, noise, img.shape).astype(np.float32)
+    img += noise_rng.normal(0.0, scene.pixel_noise, img.shape).astype(np.float32)
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
@@ -303,7 +309,9 @@ def caption(scene: Scene, rng: np.random.Generator, params: WorldParams = WORLD)
     """A caption naming the main object's shape and a random subset of its other attributes.
 
     e.g. "a photo of a small red striped circle on a dotted background next to a blue star."
-    With probability `params.caption_colour_noise` the colour word is wrong.
+    With probability `params.caption_colour_noise` the colour word is wrong. Colour words name the object's colour,
+    not its appearance: the caption of an infrared photo says "infrared" (with probability
+    `params.infrared_caption_prob`), e.g. "an infrared photo of a red circle." for an orange-looking circle.
     """
     main = scene.main
     colour = main.colour
@@ -322,8 +330,9 @@ def caption(scene: Scene, rng: np.random.Generator, params: WorldParams = WORLD)
         phrase += f" on a {scene.background} background"
     if scene.distractor is not None and rng.random() < 0.4:
         phrase += f" next to a {scene.distractor.colour} {scene.distractor.shape}"
-    style = f"{scene.style} " if scene.style != "plain" and rng.random() < 0.9 else ""
-    return _choice(rng, CAPTION_TEMPLATES).format(phrase, style=style)
+    if scene.infrared and rng.random() < params.infrared_caption_prob:
+        return _choice(rng, INFRARED_TEMPLATES).format(phrase)
+    return _choice(rng, CAPTION_TEMPLATES).format(phrase)
 
 
 PRETRAIN_STREAM = 1_000_003  # tag that keeps the pretraining stream apart from benchmark streams
@@ -339,8 +348,8 @@ def caption_pairs(seed: int, params: WorldParams = WORLD, size: int = IMAGE_SIZE
 
 def vocabulary() -> list[str]:
     """Every word a toy caption or class name can contain."""
-    words = {w for t in CAPTION_TEMPLATES for w in t.format("", style="").replace(".", " ").split()}
-    words |= set(COLOURS) | set(SHAPES) | set(PATTERNS) | set(BACKGROUNDS) | set(SIZES) | set(STYLES) - {"plain"}
+    words = {w for t in CAPTION_TEMPLATES + INFRARED_TEMPLATES for w in t.replace("{}", " ").replace(".", " ").split()}
+    words |= set(COLOURS) | set(SHAPES) | set(PATTERNS) | set(BACKGROUNDS) | set(SIZES)
     words |= {"on", "background", "next", "to", "a"}
     return sorted(words)
 
@@ -372,7 +381,7 @@ class ToyDatasetSpec:
     dataset_dir: str
     first: tuple[str, tuple[str, ...]]  # (attribute, values), e.g. ("colour", ("red", ...))
     second: tuple[str, tuple[str, ...]]
-    style: str = "plain"  # photo style of every image (STYLES)
+    infrared: bool = False  # every image an infrared photo (see INFRARED_HUE_SHIFT)
     world_seed: int = 0
     num_train: int = 40
     num_val: int = 10
@@ -400,6 +409,7 @@ TOY_DATASETS = {
             dataset_dir="toy_shapes",
             first=("colour", ("red", "orange", "yellow", "green", "blue", "purple")),
             second=("shape", ("circle", "square", "triangle", "star", "heart")),
+            infrared=True,
         ),
         ToyDatasetSpec(
             name="ToyPatterns",
@@ -421,17 +431,47 @@ def _class_rng(spec: ToyDatasetSpec, label: int) -> np.random.Generator:
     return np.random.default_rng([spec.world_seed, zlib.crc32(spec.name.encode()), label])
 
 
+def _class_images(spec: ToyDatasetSpec, label: int) -> Iterator[np.ndarray]:
+    rng = _class_rng(spec, label)
+    attributes = spec.classes[label].attributes
+    while True:
+        yield render(sample_scene(rng, infrared=spec.infrared, **attributes))
+
+
 def generate_split(spec: ToyDatasetSpec) -> Iterator[tuple[str, int, str, str, np.ndarray]]:
     """Yields `(split, label, classname, relpath, image)` for every image of the dataset."""
     counts = (("train", spec.num_train), ("val", spec.num_val), ("test", spec.num_test))
     for label, cls in enumerate(spec.classes):
-        rng = _class_rng(spec, label)
+        images = _class_images(spec, label)
         index = 0
         for split, count in counts:
             for _ in range(count):
-                image = render(sample_scene(rng, style=spec.style, **cls.attributes))
-                yield split, label, cls.name, f"{cls.folder}/{index:04d}.png", image
+                yield split, label, cls.name, f"{cls.folder}/{index:04d}.png", next(images)
                 index += 1
+
+
+FINGERPRINT_FILE = "toy_world.json"
+
+
+def fingerprint(spec: ToyDatasetSpec) -> str:
+    """Identity of what `write_dataset(spec)` writes: SHA-256 of the spec and of each class's first image.
+
+    Any change to the spec or to the generator (drawing, sampling, parameters) changes it.
+    """
+    digest = hashlib.sha256(repr(spec).encode())
+    for label in range(len(spec.classes)):
+        digest.update(next(_class_images(spec, label)).tobytes())
+    return digest.hexdigest()
+
+
+def is_rendered(spec: ToyDatasetSpec, root: str | Path) -> bool:
+    """True if `<root>/<dataset_dir>` holds a complete rendering by the current generator."""
+    dataset_dir = Path(root) / spec.dataset_dir
+    try:
+        recorded = json.loads((dataset_dir / FINGERPRINT_FILE).read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return recorded == fingerprint(spec) and (dataset_dir / spec.split_file).is_file()
 
 
 def write_dataset(spec: ToyDatasetSpec, root: str | Path) -> dict:
@@ -439,7 +479,8 @@ def write_dataset(spec: ToyDatasetSpec, root: str | Path) -> dict:
 
     The split is `{"train"|"val"|"test": [[relpath, label, classname], ...]}`, relpaths relative
     to the `images` folder (CoOp's `split_zhou_*.json` format).
-    Every file is written to a temporary name and renamed, so concurrent runs never read half a file.
+    Every file is written to a temporary name and renamed, so concurrent runs never read half a file;
+    `toy_world.json` (the generator's `fingerprint`) is written last and marks a complete rendering.
     """
     dataset_dir = Path(root) / spec.dataset_dir
     image_dir = dataset_dir / "images"
@@ -451,10 +492,15 @@ def write_dataset(spec: ToyDatasetSpec, root: str | Path) -> dict:
         Image.fromarray(image).save(tmp, format="PNG")
         os.replace(tmp, path)
         split[name].append([relpath, label, classname])
-    tmp = dataset_dir / f"{spec.split_file}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(split))
-    os.replace(tmp, dataset_dir / spec.split_file)
+    _write_text(dataset_dir / spec.split_file, json.dumps(split))
+    _write_text(dataset_dir / FINGERPRINT_FILE, json.dumps({"dataset": spec.name, "fingerprint": fingerprint(spec)}))
     return split
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:

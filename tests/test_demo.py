@@ -1,8 +1,9 @@
 """The main job, shortened: base-to-new on the toy benchmark with the tiny pretrained CLIP, zero-shot CLIP and CoOp.
 
 What must hold for the pipeline to be alive: zero-shot transfer exists (above chance on base and new classes), CoOp
-trains (its training loss falls) and is evaluated on both halves, and the table is written. CoOp's base accuracy is
-not asserted to beat zero-shot's: on the current toy world it does not yet (see docs/TOY.md).
+trains (its training loss falls), prompt tuning pays on the classes it was tuned on (CoOp's base accuracy above
+zero-shot's; on ToyShapes, whose infrared photos the hand-written prompt does not describe, by about 12 points, see
+docs/TOY.md), both halves are evaluated, and the table is written.
 """
 import glob
 import json
@@ -27,15 +28,18 @@ def _accuracies(output):
 
 def test_toy_base_to_new_demo(tmp_path):
     out = str(tmp_path / "out")
-    code = demo.main(["--dataset", "toy_shapes", "--trainers", "ZeroshotCLIP", "CoOp", "--seeds", "1", "--root", str(tmp_path / "data"),
-                      "--output", out, "--jobs", "2"])
+    code = demo.main(["--dataset", "toy_shapes", "--trainers", "ZeroshotCLIP", "CoOp", "--seeds", "1",
+                      "--root", str(tmp_path / "data"), "--output", out, "--jobs", "2"])
     assert code == 0
     acc = _accuracies(out)
     zs_base, n_base = acc[("ZeroshotCLIP", "base")]
     zs_new, n_new = acc[("ZeroshotCLIP", "new")]
     assert zs_base > 2 * 100 / n_base and zs_new > 2 * 100 / n_new  # clearly above chance
-    assert ("CoOp", "base") in acc and ("CoOp", "new") in acc
+    coop_base, _ = acc[("CoOp", "base")]
+    assert ("CoOp", "new") in acc
+    assert coop_base > zs_base, (coop_base, zs_base)
     metrics = glob.glob(os.path.join(out, "**", "CoOp", "**", "metrics.jsonl"), recursive=True)
     losses = [json.loads(line)["loss"] for line in open(metrics[0])]
     assert losses[-1] < losses[0]
-    assert os.path.isfile(os.path.join(out, "results.md"))
+    table = open(os.path.join(out, "results.md")).read()
+    assert "ToyShapes" in table and "CoOp" in table and "ZeroshotCLIP" in table

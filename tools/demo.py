@@ -1,10 +1,11 @@
 """Base-to-new generalisation on the toy benchmark, end to end on a CPU: ``python -m tools.demo``.
 
 Runs zero-shot CLIP, CoOp and every trainer that has a ``configs/trainers/<TRAINER>/toy.yaml`` (found at run time,
-so trainers added later are included) on a toy dataset (``configs/datasets/toy_*.yaml``; default the first) with
-the tiny pretrained CLIP (``toyclip``, set by the toy configs), over seeds 1 2 3. The runs go through the sweep
-runner (parallel CPU processes; finished runs are reused, interrupted ones resume), then the base / new / HM table
-(mean over seeds) is printed and written to ``<output>/results.md``.
+so trainers added later are included) on a toy dataset (``configs/datasets/toy_*.yaml``; default ToyShapes, whose
+images are infrared photos that the hand-written prompt does not describe, see docs/TOY.md) with the tiny pretrained
+CLIP (``toyclip``, set by the toy configs), over seeds 1 2 3. The runs go through the sweep runner (parallel CPU
+processes; finished runs are reused, interrupted ones resume), then the base / new / HM table (mean over seeds) is
+printed and written to ``<output>/results.md``.
 
     python -m tools.demo                      # everything, full toy epochs
     python -m tools.demo --quick              # 1 epoch per run (CI); written to output/demo-quick/
@@ -25,6 +26,7 @@ from tools import results, sweep
 from tools.protocols import CONFIGS_DIR, REPO_ROOT, SEEDS, ProtocolError, Settings, expand
 
 TOY_CONFIG = "toy"
+DEFAULT_DATASET = "toy_shapes"
 QUICK_OPTS = ("OPTIM.MAX_EPOCH", "1")
 
 
@@ -49,13 +51,13 @@ def toy_trainers(configs_dir: Path = CONFIGS_DIR) -> List[str]:
 
 def render_toy_dataset(stem: str, data_root: Path, configs_dir: Path = CONFIGS_DIR) -> None:
     """Render the toy dataset once before the parallel runs start, so that they do not all render it at once."""
-    from datasets.toy_world import TOY_DATASETS, write_dataset
+    from datasets.toy_world import TOY_DATASETS, is_rendered, write_dataset
 
     name = (yaml.safe_load((configs_dir / "datasets" / f"{stem}.yaml").read_text()) or {})["DATASET"]["NAME"]
     spec = TOY_DATASETS.get(name)
     if spec is None:
         raise DemoError(f"{stem} ({name}) is not a toy-world dataset; choose one of {', '.join(toy_datasets())}.")
-    if not (data_root / spec.dataset_dir / spec.split_file).is_file():
+    if not is_rendered(spec, data_root):
         print(f"Rendering the toy dataset {name} into {data_root / spec.dataset_dir} (once).")
         write_dataset(spec, data_root)
 
@@ -70,7 +72,7 @@ def header(dataset: str, trainers: Sequence[str], seeds: Sequence[int], quick: b
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", help="toy dataset config stem (default: the first configs/datasets/toy_*.yaml)")
+    p.add_argument("--dataset", help=f"toy dataset config stem (default: {DEFAULT_DATASET})")
     p.add_argument("--trainers", nargs="+", help="default: ZeroshotCLIP, CoOp and every trainer with a toy.yaml")
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     p.add_argument("--quick", action="store_true", help=f"{' '.join(QUICK_OPTS)} (for CI)")
@@ -82,7 +84,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         datasets = toy_datasets()
         if not datasets:
             raise DemoError(f"No toy dataset configs: expected {CONFIGS_DIR / 'datasets'}/toy_*.yaml.")
-        dataset = args.dataset or datasets[0]
+        dataset = args.dataset or (DEFAULT_DATASET if DEFAULT_DATASET in datasets else datasets[0])
         if dataset not in datasets:
             raise DemoError(f"Unknown toy dataset {dataset!r}; choose one of {', '.join(datasets)}.")
         trainers = args.trainers or toy_trainers()

@@ -2,7 +2,8 @@
 
 Recipe (CLIP, Radford et al. 2021, Sec. 2.3, at toy scale):
 - data: an endless stream of freshly sampled toy scenes and their captions
-  (`datasets.toy_world.caption_pairs`, a random stream disjoint from every benchmark's), images
+  (`datasets.toy_world.caption_pairs`, a random stream disjoint from every benchmark's; 30% of the
+  scenes are infrared photos, captioned as such 90% of the time), images
   rendered at 64x64 and preprocessed like the benchmarks (bicubic resize to 32, CLIP statistics);
 - model: `clip.toyclip.TOYCLIP_CONFIG` (open_clip ViT and text transformer);
 - loss: symmetric InfoNCE with a learnable temperature,
@@ -16,7 +17,7 @@ Deterministic from `--seed` for a fixed thread count. At the end the weights are
 stored precision, evaluated zero-shot ("a photo of a {}.") on every toy benchmark's test split,
 and saved compactly to `--out` (default `clip/pretrained/toyclip.pt`).
 
-Usage: python -m tools.pretrain_toyclip [--steps 1200] [--seed 0] [--out clip/pretrained/toyclip.pt]
+Usage: python -m tools.pretrain_toyclip [--steps 1300] [--seed 0] [--out clip/pretrained/toyclip.pt]
 """
 from __future__ import annotations
 
@@ -83,8 +84,10 @@ class CaptionBatches:
 
 
 @torch.no_grad()
-def zero_shot_accuracy(model, spec: toy_world.ToyDatasetSpec, split: str = "test") -> dict:
-    """Zero-shot accuracy (%) with `ZERO_SHOT_TEMPLATE` on `split`: all classes, base half, new half.
+def zero_shot_accuracy(
+    model, spec: toy_world.ToyDatasetSpec, split: str = "test", template: str = ZERO_SHOT_TEMPLATE
+) -> dict:
+    """Zero-shot accuracy (%) with `template` on `split`: all classes, base half, new half.
 
     As in CoCoOp's base-to-new protocol, each half is classified among its own classes only.
     """
@@ -94,7 +97,7 @@ def zero_shot_accuracy(model, spec: toy_world.ToyDatasetSpec, split: str = "test
     labels = torch.tensor([label for label, _ in items])
     images = torch.stack([transform(Image.fromarray(img)) for _, img in items])
     image_features = F.normalize(model.encode_image(images), dim=-1)
-    text_features = F.normalize(model.encode_text(tokenize([ZERO_SHOT_TEMPLATE.format(c) for c in classnames])), dim=-1)
+    text_features = F.normalize(model.encode_text(tokenize([template.format(c) for c in classnames])), dim=-1)
     scores = image_features @ text_features.t()
     num_base = math.ceil(len(classnames) / 2)
     result = {"all": (scores.argmax(1) == labels).float().mean().item() * 100}
@@ -142,7 +145,7 @@ def train(args) -> torch.nn.Module:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=1300)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=50)
