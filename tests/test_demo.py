@@ -10,7 +10,9 @@ import json
 import os
 
 import pytest
+import torch
 
+from clip import toyclip
 from tools import demo
 
 pytestmark = pytest.mark.skipif(
@@ -35,6 +37,9 @@ def test_toy_base_to_new_demo(tmp_path):
     zs_base, n_base = acc[("ZeroshotCLIP", "base")]
     zs_new, n_new = acc[("ZeroshotCLIP", "new")]
     assert zs_base > 2 * 100 / n_base and zs_new > 2 * 100 / n_new  # clearly above chance
+    # train.py's ZeroshotCLIP (dataset files, test transform, template) reproduces the checkpoint's recorded numbers
+    recorded = torch.load(toyclip.DEFAULT_PATH, weights_only=True)["meta"]["zero_shot_test"]["ToyShapes"]
+    assert abs(zs_base - recorded["base"]) < 0.5 and abs(zs_new - recorded["new"]) < 0.5, (zs_base, zs_new, recorded)
     coop_base, _ = acc[("CoOp", "base")]
     assert ("CoOp", "new") in acc
     assert coop_base > zs_base, (coop_base, zs_base)
