@@ -44,16 +44,6 @@ class ToyBenchmark(BenchmarkDataset):
                 write_dataset(spec, root)
         super().__init__(cfg)
 
-    def create_split(self) -> dict:
-        """Renders the whole dataset into ``self.dataset_dir`` and returns its split."""
-        from .toy_world import get_spec, write_dataset
-
-        return write_dataset(get_spec(self.name), self.root)
-
-    def created_split_warning(self) -> str:
-        return (f"{self.name}: rendered the toy world into {self.dataset_dir} (procedural and deterministic, "
-                f"no download; later runs reuse it).")
-
     def download_command(self) -> str:
         return f"python -m datasets.toy_world --root {self.root} --dataset {self.name}"
 

@@ -2,9 +2,9 @@
 
 An image shows one main object (a coloured, filled or patterned shape of a given size) on a
 textured background, sometimes next to a smaller distractor object. A photo is ordinary or
-infrared (every hue rotated, which only a caption can tell; see `INFRARED_HUE_SHIFT`). Everything
-is drawn with numpy from a `Scene`, and a `Scene` is sampled from a `numpy.random.Generator`, so
-the world is deterministic from a seed.
+infrared (every object's hue rotated, which only a caption can reliably tell; see
+`INFRARED_HUE_SHIFT`). Everything is drawn with numpy from a `Scene`, and a `Scene` is sampled
+from a `numpy.random.Generator`, so the world is deterministic from a seed.
 
 Two uses:
 - benchmarks: `write_dataset(spec, root)` renders a labelled dataset (classes are combinations
@@ -53,11 +53,11 @@ PATTERNS = ("solid", "striped", "dotted", "checkered", "hollow")
 BACKGROUNDS = ("plain", "striped", "dotted", "grid", "noisy")
 SIZES = ("small", "large")
 
-# False-colour ("infrared") photos: every hue is rotated by INFRARED_HUE_SHIFT degrees, which cannot be told from the
-# image alone (a rotated red looks like an orange); only the caption's "infrared" says so. A benchmark photographed
-# this way (ToyShapes) is misread by the hand-written prompt "a photo of a {}." and read correctly once the prompt
-# says "infrared": the toy counterpart of a domain (satellite, texture, aircraft photos) that CoOp-style learned
-# context captures and a generic hand-written template misses.
+# False-colour ("infrared") photos: every object's hue is rotated by INFRARED_HUE_SHIFT degrees, which the image
+# alone cannot reliably tell (a rotated red falls among ordinary oranges); only the caption's "infrared" says so.
+# A benchmark photographed this way (ToyShapes) is misread by the hand-written prompt "a photo of a {}." and read
+# correctly once the prompt says "infrared": the toy counterpart of a domain (satellite, texture, aircraft photos)
+# that CoOp-style learned context captures and a generic hand-written template misses.
 INFRARED_HUE_SHIFT = 20.0
 INFRARED_TEMPLATES = (
     "an infrared photo of a {}.",

@@ -288,3 +288,40 @@ def test_demo_discovers_toy_configs(tmp_path):
     (configs / "trainers/CoOp/toy.yaml").unlink()
     with pytest.raises(demo.DemoError, match="trainers/CoOp/toy.yaml"):
         demo.toy_trainers(configs)
+
+
+def test_demo_refuses_to_reuse_runs_made_from_other_inputs(tmp_path):
+    from tools import demo
+    from tools.protocols import CONFIGS_DIR, Settings, expand
+
+    configs = tmp_path / "configs"
+    for rel in ("datasets/toy_shapes.yaml", "trainers/CoOp/toy.yaml", "trainers/MaPLe/toy.yaml"):
+        (configs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (configs / rel).write_text((CONFIGS_DIR / rel).read_text())
+    weights = tmp_path / "toyclip.pt"
+    weights.write_bytes(b"weights v1")
+    out = tmp_path / "out"
+    settings = Settings(data_root=tmp_path / "data", output_root=out, configs_dir=configs)
+    runs = expand("base2new", ["CoOp", "MaPLe"], ["toy_shapes"], [1], settings, config="toy")
+    prints = demo.input_fingerprints(runs, weights)
+    assert set(prints) == {"CoOp", "MaPLe"} and prints["CoOp"] != prints["MaPLe"]
+
+    demo.check_inputs(out, runs, prints)  # nothing finished yet: records the inputs
+    coop = next(r for r in runs if r.trainer == "CoOp")
+    coop.output_dir.mkdir(parents=True)
+    (coop.output_dir / "results.json").write_text("{}")
+    demo.check_inputs(out, runs, demo.input_fingerprints(runs, weights))  # same inputs: reuse is fine
+
+    (configs / "trainers/MaPLe/toy.yaml").write_text((configs / "trainers/MaPLe/toy.yaml").read_text() + "\n# x\n")
+    changed = demo.input_fingerprints(runs, weights)
+    assert changed["CoOp"] == prints["CoOp"] and changed["MaPLe"] != prints["MaPLe"]
+    demo.check_inputs(out, runs, changed)  # MaPLe changed but has no finished run
+
+    weights.write_bytes(b"weights v2")
+    with pytest.raises(demo.DemoError, match=r"finished CoOp runs made with another toyclip"):
+        demo.check_inputs(out, runs, demo.input_fingerprints(runs, weights))
+    assert (coop.output_dir / "results.json").is_file()  # nothing was deleted
+
+    (out / demo.INPUTS_FILE).unlink()  # outputs of a demo that did not record its inputs
+    with pytest.raises(demo.DemoError, match="CoOp"):
+        demo.check_inputs(out, runs, prints)

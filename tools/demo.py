@@ -14,24 +14,34 @@ printed and written to ``<output>/results.md``.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import yaml
 
 from tools import results, sweep
-from tools.protocols import CONFIGS_DIR, REPO_ROOT, SEEDS, ProtocolError, Settings, expand
+from tools.protocols import CONFIGS_DIR, REPO_ROOT, SEEDS, ProtocolError, Run, Settings, expand
 
 TOY_CONFIG = "toy"
 DEFAULT_DATASET = "toy_shapes"
 QUICK_OPTS = ("OPTIM.MAX_EPOCH", "1")
+INPUTS_FILE = "demo_inputs.json"
+CONFIG_FLAGS = ("--config-file", "--dataset-config-file")
 
 
 class DemoError(RuntimeError):
     """A demo request that cannot run; the message says what to do."""
+
+
+def toyclip_weights() -> Path:
+    from clip.toyclip import DEFAULT_PATH
+
+    return DEFAULT_PATH
 
 
 def toy_datasets(configs_dir: Path = CONFIGS_DIR) -> List[str]:
@@ -62,6 +72,44 @@ def render_toy_dataset(stem: str, data_root: Path, configs_dir: Path = CONFIGS_D
         write_dataset(spec, data_root)
 
 
+def input_fingerprints(runs: Sequence[Run], weights: Path) -> Dict[str, str]:
+    """Per trainer, the SHA-256 of what its demo results depend on: the toyclip weights, the config files its runs
+    read (``--config-file``, ``--dataset-config-file``) and their command-line options."""
+    weights_digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else "missing"
+    per_trainer: Dict[str, List[str]] = {}
+    for run in runs:
+        argv = list(run.argv)
+        parts = per_trainer.setdefault(run.trainer, [weights_digest])
+        for i, arg in enumerate(argv[:-1]):
+            if arg in CONFIG_FLAGS:
+                path = Path(argv[i + 1])
+                path = path if path.is_absolute() else REPO_ROOT / path
+                parts.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        opts_at = argv.index("--output-dir") + 2 if "--output-dir" in argv else len(argv)
+        parts.append(" ".join(a for a in argv[opts_at:] if not a.startswith("--")))
+    return {t: hashlib.sha256("\n".join(sorted(set(p))).encode()).hexdigest() for t, p in per_trainer.items()}
+
+
+def check_inputs(output: Path, runs: Sequence[Run], fingerprints: Dict[str, str]) -> None:
+    """Refuse to reuse finished runs made from other inputs (another toyclip or toy config); record the inputs.
+
+    The sweep reuses any run whose ``results.json`` exists, so without this check a demo re-run after the weights or
+    a toy config changed would silently report the old numbers. Nothing is deleted: the message says what to do.
+    """
+    path = output / INPUTS_FILE
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    finished = {r.trainer for r in runs if r.finished}
+    stale = sorted(t for t, h in fingerprints.items() if t in finished and recorded.get(t) != h)
+    if stale:
+        raise DemoError(f"{output} holds finished {', '.join(stale)} runs made with another toyclip checkpoint or "
+                        f"toy config (or by an older version of the demo); they would be reused as they are. Pass "
+                        f"--output NEW_FOLDER, or delete {output} (or those trainers' run folders) to run them again.")
+    output.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{INPUTS_FILE}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps({**recorded, **fingerprints}, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
 def header(dataset: str, trainers: Sequence[str], seeds: Sequence[int], quick: bool) -> str:
     epochs = "1 epoch per run (--quick)" if quick else f"the epochs of configs/trainers/*/{TOY_CONFIG}.yaml"
     return (f"# Toy base-to-new demo\n\nDataset `{dataset}`, backbone `toyclip`, methods {', '.join(trainers)}, "
@@ -84,7 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         datasets = toy_datasets()
         if not datasets:
             raise DemoError(f"No toy dataset configs: expected {CONFIGS_DIR / 'datasets'}/toy_*.yaml.")
-        dataset = args.dataset or (DEFAULT_DATASET if DEFAULT_DATASET in datasets else datasets[0])
+        dataset = args.dataset or DEFAULT_DATASET
         if dataset not in datasets:
             raise DemoError(f"Unknown toy dataset {dataset!r}; choose one of {', '.join(datasets)}.")
         trainers = args.trainers or toy_trainers()
@@ -94,6 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         runs = expand("base2new", trainers, [dataset], args.seeds, settings, config=TOY_CONFIG)
         print(f"Toy base-to-new demo: {', '.join(trainers)} on {dataset}, seeds {' '.join(map(str, args.seeds))}; "
               f"{len(runs)} runs, {args.jobs} in parallel, outputs in {output}")
+        check_inputs(output, runs, input_fingerprints(runs, toyclip_weights()))
         render_toy_dataset(dataset, data_root)
         status = sweep.execute(runs, output, jobs=args.jobs)
         summary = results.Summary([rec for rec in (results.read_run(r.output_dir) for r in runs if r.finished)

@@ -172,7 +172,11 @@ def main(argv: list[str] | None = None) -> dict:
         "train_time_s": round(train_time, 1),
         "zero_shot_template": ZERO_SHOT_TEMPLATE,
         "zero_shot_test": zero_shot,
-        "versions": {"python": platform.python_version(), "torch": str(torch.__version__), "open_clip": str(open_clip.__version__)},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": str(torch.__version__),
+            "open_clip": str(open_clip.__version__),
+        },
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
