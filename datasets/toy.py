@@ -11,15 +11,11 @@ those of every benchmark (``<dataset_dir>/images/<class>/<n>.png``, ``split_zhou
 on first use the world is rendered under ``DATASET.ROOT`` (deterministic, a few seconds). The
 generator and the class definitions live in :mod:`datasets.toy_world`.
 """
-import logging
 import os
 
 from engine.registry import DATASET_REGISTRY
 
 from .base import BenchmarkDataset
-
-log = logging.getLogger(__name__)
-
 
 class ToyBenchmark(BenchmarkDataset):
     """A toy-world benchmark, defined by ``datasets.toy_world.TOY_DATASETS[<class name>]``.
@@ -34,14 +30,9 @@ class ToyBenchmark(BenchmarkDataset):
 
     def __init__(self, cfg):
         if cfg.DATASET.ROOT:  # an empty ROOT is reported by the base
-            from .toy_world import get_spec, is_rendered, write_dataset
+            from .toy_world import ensure_rendered, get_spec
 
-            root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
-            spec = get_spec(type(self).__name__)
-            if not is_rendered(spec, root):
-                log.warning("%s: rendering the toy world into %s (procedural and deterministic, no download; "
-                            "a few seconds).", spec.name, os.path.join(root, spec.dataset_dir))
-                write_dataset(spec, root)
+            ensure_rendered(get_spec(type(self).__name__), os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT)))
         super().__init__(cfg)
 
     def download_command(self) -> str:

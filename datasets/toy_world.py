@@ -24,6 +24,7 @@ import colorsys
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import time
@@ -34,6 +35,8 @@ from typing import Iterator
 
 import numpy as np
 from PIL import Image
+
+log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 64
 
@@ -472,6 +475,16 @@ def is_rendered(spec: ToyDatasetSpec, root: str | Path) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         return False
     return recorded == fingerprint(spec) and (dataset_dir / spec.split_file).is_file()
+
+
+def ensure_rendered(spec: ToyDatasetSpec, root: str | Path) -> bool:
+    """Renders `spec` under `root` unless the current generator already did (`is_rendered`); True if it rendered."""
+    if is_rendered(spec, root):
+        return False
+    log.warning("%s: rendering the toy world into %s (procedural and deterministic, no download; a few seconds).",
+                spec.name, Path(root) / spec.dataset_dir)
+    write_dataset(spec, root)
+    return True
 
 
 def write_dataset(spec: ToyDatasetSpec, root: str | Path) -> dict:

@@ -61,15 +61,13 @@ def toy_trainers(configs_dir: Path = CONFIGS_DIR) -> List[str]:
 
 def render_toy_dataset(stem: str, data_root: Path, configs_dir: Path = CONFIGS_DIR) -> None:
     """Render the toy dataset once before the parallel runs start, so that they do not all render it at once."""
-    from datasets.toy_world import TOY_DATASETS, is_rendered, write_dataset
+    from datasets.toy_world import TOY_DATASETS, ensure_rendered
 
     name = (yaml.safe_load((configs_dir / "datasets" / f"{stem}.yaml").read_text()) or {})["DATASET"]["NAME"]
     spec = TOY_DATASETS.get(name)
     if spec is None:
         raise DemoError(f"{stem} ({name}) is not a toy-world dataset; choose one of {', '.join(toy_datasets())}.")
-    if not is_rendered(spec, data_root):
-        print(f"Rendering the toy dataset {name} into {data_root / spec.dataset_dir} (once).")
-        write_dataset(spec, data_root)
+    ensure_rendered(spec, data_root)
 
 
 def input_fingerprints(runs: Sequence[Run], weights: Path) -> Dict[str, str]:
