@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pickle
 import re
 import tempfile
 from typing import Optional
@@ -17,7 +18,16 @@ import torch
 
 
 class CheckpointError(RuntimeError):
-    pass
+    """A checkpoint cannot be used; the message says which file and what to do."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The file is not a readable checkpoint (truncated, empty, not a torch file)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file is intact but ``weights_only=True`` refuses it: it pickles objects other than tensors and plain
+    values (e.g. a Dassl checkpoint's scheduler state)."""
 
 
 def atomic_torch_save(obj, path: str) -> None:
@@ -60,18 +70,28 @@ def save_checkpoint(state: dict, save_dir: str, is_best: bool = False, model_nam
 
 
 def load_checkpoint(fpath: str, map_location="cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``; a clear error for a missing or non-tensor file."""
+    """Load a checkpoint with ``weights_only=True``.
+
+    Raises ``CheckpointError`` for a missing file, ``UnsafeCheckpointError`` when ``weights_only`` refuses an
+    intact file (it pickles objects), and ``CorruptCheckpointError`` for anything unreadable (truncated, empty).
+    """
     if not os.path.isfile(fpath):
         raise CheckpointError(f"Checkpoint not found: {fpath}")
     try:
         return torch.load(fpath, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with the path and the likely cause
-        raise CheckpointError(
-            f"Cannot load {fpath} safely ({type(e).__name__}: {e}). Checkpoints of this project hold only tensors "
-            "and plain values; a Dassl/CoOp checkpoint also pickles its scheduler. If you trust the file, re-save "
-            "only its tensors: ckpt = torch.load(path, weights_only=False); torch.save({'state_dict': "
-            "ckpt['state_dict'], 'epoch': ckpt['epoch']}, path)."
+    except pickle.UnpicklingError as e:
+        if "weights_only" not in str(e) and "Weights only" not in str(e):
+            raise CorruptCheckpointError(f"Checkpoint {fpath} is corrupt ({e}).") from None
+        raise UnsafeCheckpointError(
+            f"Cannot load {fpath} safely: it pickles objects that weights_only=True refuses ({str(e).splitlines()[0]}). "
+            "Checkpoints of this project hold only tensors and plain values; a Dassl/CoOp checkpoint also pickles "
+            "its scheduler. If you trust the file, re-save only its tensors: ckpt = torch.load(path, "
+            "weights_only=False); torch.save({'state_dict': ckpt['state_dict'], 'epoch': ckpt['epoch']}, path)."
         ) from None
+    except Exception as e:  # noqa: BLE001 - truncated zip, EOF, bad magic number: the file is damaged
+        raise CorruptCheckpointError(
+            f"Checkpoint {fpath} is unreadable ({type(e).__name__}: {e}); it is probably truncated (a run killed "
+            "while writing it) or not a torch file.") from None
 
 
 def checkpoint_epochs(model_dir: str) -> list:
