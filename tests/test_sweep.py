@@ -299,6 +299,64 @@ def test_slurm_job_is_requeued_on_preemption_and_resumes(tmp_path):
     assert "Requeued job" in submitit_log
 
 
+def _parent_of_process_writing(out_dir: Path) -> int:
+    """The parent pid of the live process whose command line names ``out_dir`` (Linux /proc)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(out_dir) in (proc / "cmdline").read_text():
+                return int(next(line.split()[1] for line in (proc / "status").read_text().splitlines()
+                                if line.startswith("PPid:")))
+        except OSError:
+            continue
+    raise LookupError(out_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="finds the job's process through /proc")
+def test_slurm_job_requeue_resumes_a_real_train_py_run(tmp_path):
+    """The same protocol with train.py itself (tiny random CLIP): preempted after epoch 2, the requeued job resumes
+    the run, which ends with every epoch's metrics line once and results.json."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from tests.helpers import TINY_OPTS, TINY_VIT, make_color_dataset
+
+    data, root = tmp_path / "data", tmp_path / "out"
+    make_color_dataset(str(data))
+    out = root / "fewshot/r/seed1"
+    code = "import sys, tests.helpers, train; sys.exit(train.main(sys.argv[1:]))"
+    argv = (sys.executable, "-c", code, "--root", str(data), "--output-dir", str(out), "--seed", "1", "--trainer",
+            "CoOp", "--backbone", TINY_VIT, "DATASET.NAME", "TestColors", "OPTIM.MAX_EPOCH", "6",
+            "TRAINER.COOP.N_CTX", "2", *TINY_OPTS)
+    run = dataclasses.replace(fake_run(root, "fewshot/r/seed1"), argv=argv)
+    signalled = []
+
+    def preempt():
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if (out / "prompt_learner/model.pth.tar-2").is_file():
+                os.kill(_parent_of_process_writing(out), signal.SIGUSR2)
+                signalled.append(True)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=preempt, daemon=True)
+    thread.start()
+    outcomes = sweep.run_submitit([run], root / ".submitit", SlurmOptions(time_min=10, gpus_per_run=0,
+                                                                         cpus_per_run=1, poll_s=0.5),
+                                  cluster="local", say=lambda m: None)
+    thread.join(timeout=1)
+    assert signalled and outcomes[run.run_id].status == "done", run.log_path.read_text()[-3000:]
+    log = run.log_path.read_text()
+    assert "# requeued job, start 2" in log
+    assert "epoch [1/6]" not in log.split("# requeued job, start 2")[1]  # resumed, not started over
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4, 5, 6]
+    assert json.loads((out / "results.json").read_text())["epoch"] == 6
+
+
 # ---- corrupt files ----
 
 def test_corrupt_results_are_moved_aside_and_the_run_redone(tmp_path, capsys):
