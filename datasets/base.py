@@ -342,11 +342,12 @@ class BenchmarkDataset(DatasetBase):
         if not short:
             return
         smallest = min(short, key=short.get)
+        low, high = short[smallest], max(short.values())
         log.warning("%s: DATASET.NUM_SHOTS is %d, but %d of %d classes have fewer training images (smallest: "
-                    "\"%s\" with %d), so those classes train on %d to %d images each, not %d. results.json records "
+                    "\"%s\" with %d), so those classes train on %s images each, not %d. results.json records "
                     "the actual counts under \"shots_per_class\". Lower NUM_SHOTS to at most %d for a balanced "
-                    "%d-shot subset.", self.name, num_shots, len(short), len(counts), smallest, short[smallest],
-                    short[smallest], max(short.values()), num_shots, short[smallest], short[smallest])
+                    "%d-shot subset.", self.name, num_shots, len(short), len(counts), smallest, low,
+                    low if low == high else f"{low} to {high}", num_shots, low, low)
 
     # ---- what a subclass provides -------------------------------------------------------------------------------
     def create_split(self) -> Split:

@@ -255,6 +255,7 @@ def test_more_shots_than_a_class_has_warns_once_and_records_the_actual_counts(dt
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "NUM_SHOTS is 4" in warnings[0] and "1 of 5 classes" in warnings[0] and '"bubbly" with 2' in warnings[0]
+    assert "train on 2 images each, not 4" in warnings[0]
 
     caplog.clear()
     with caplog.at_level(logging.WARNING):
