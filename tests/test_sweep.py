@@ -221,6 +221,13 @@ def test_components_and_group_job(tmp_path):
         GroupJob(groups[1], REPO_ROOT)()
     assert not b2.log_path.exists()  # never started: its dependency failed
 
+    killed = dataclasses.replace(fake_run(tmp_path, "c/seed1"),
+                                 argv=(sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"))
+    after = fake_run(tmp_path, "d/seed1")
+    with pytest.raises(GroupFailed, match="c/seed1 was stopped by signal SIGTERM"):
+        GroupJob([killed, after], REPO_ROOT)()
+    assert not after.log_path.exists()  # a job being stopped starts nothing more
+
 
 def test_submitit_local_executor_runs_dependency_groups(tmp_path):
     root = tmp_path / "out"

@@ -62,7 +62,8 @@ class GroupJob(Checkpointable):
     finish is not started. Finished runs are skipped, so calling the job again continues where it stopped.
 
     Returns ``{run_id: "done" | "skipped" | "failed" | "blocked"}``; raises :class:`GroupFailed` when any run
-    failed or was blocked (the sweep then judges each run by its ``results.json``).
+    failed or was blocked (the sweep then judges each run by its ``results.json``), and at once when a run is
+    killed by a signal (on Slurm, a preemption sends SIGTERM to every process of the job before requeueing it).
     """
 
     def __init__(self, runs: Sequence[Run], cwd: Path):
@@ -82,7 +83,11 @@ class GroupJob(Checkpointable):
             if any(dep in ids and not run.dependency_finished(dep) for dep in run.depends_on):
                 status[run.run_id] = "blocked"
                 continue
-            status[run.run_id] = "done" if self._execute(run) == 0 and run.finished else "failed"
+            rc = self._execute(run)
+            if rc < 0:  # killed by a signal: Slurm is stopping the job (preemption, cancel); start nothing more
+                raise GroupFailed(f"{run.run_id} was stopped by signal {signal.Signals(-rc).name}; a requeued job "
+                                  f"resumes it from its checkpoint")
+            status[run.run_id] = "done" if rc == 0 and run.finished else "failed"
         bad = {k: v for k, v in status.items() if v in ("failed", "blocked")}
         if bad:
             raise GroupFailed("; ".join(f"{k} {v}" for k, v in bad.items()))
