@@ -19,7 +19,7 @@ Output layout under the output root (``$OUTPUT``, default ``output/``), followin
   under ``xd/train/imagenet`` and is trained once.
 * ``zeroshot/DATASET/TRAINER/CFG/seedS``: zero-shot CLIP on all classes.
 
-A run is finished when its output directory holds ``results.json``.
+A run is finished when its output directory holds a ``results.json`` that parses.
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
+
+from tools.run_results import is_finished
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS_DIR = REPO_ROOT / "configs"
@@ -202,7 +204,8 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return (self.output_dir / "results.json").is_file()
+        """Its ``results.json`` exists and parses (:mod:`tools.run_results`)."""
+        return is_finished(self.output_dir)
 
     @property
     def command(self) -> str:
@@ -214,7 +217,7 @@ class Run:
         return self.output_dir.parents[len(Path(self.run_id).parts) - 1]
 
     def dependency_finished(self, run_id: str) -> bool:
-        return (self.output_root / run_id / "results.json").is_file()
+        return is_finished(self.output_root / run_id)
 
     @property
     def log_path(self) -> Path:

@@ -21,6 +21,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import re
 import sys
 import warnings
@@ -65,6 +66,7 @@ class Record:
     accuracy: float
     path: Path
     backbone: Optional[str] = None
+    nan_metrics: Tuple[str, ...] = ()  # metrics of results.json that are NaN or infinite
 
 
 def log_accuracy(log: Path) -> Optional[float]:
@@ -134,7 +136,8 @@ def read_run(run_dir: Path, configs_dir: Path = CONFIGS_DIR) -> Optional[Record]
                       config=layout.get("config", "-"),
                       dataset=str(res.get("dataset") or (dataset_name(stem, configs_dir) if stem else "?")),
                       shots=layout["shots"] if "shots" in layout else res.get("num_shots"), seed=seed,
-                      accuracy=accuracy, path=run_dir, backbone=res.get("backbone"))
+                      accuracy=accuracy, path=run_dir, backbone=res.get("backbone"),
+                      nan_metrics=non_finite(res["metrics"]))
     if log.is_file():
         if not layout:
             warnings.warn(f"{log}: no results.json and the directory layout is not one of tools.protocols'; skipped.")
@@ -148,6 +151,23 @@ def read_run(run_dir: Path, configs_dir: Path = CONFIGS_DIR) -> Optional[Record]
                       config=layout["config"], dataset=dataset_name(layout["stem"], configs_dir),
                       shots=layout["shots"], seed=layout["seed"], accuracy=accuracy, path=run_dir)
     return None
+
+
+def non_finite(metrics: dict) -> Tuple[str, ...]:
+    """Names of the numeric metrics that are NaN or infinite (a diverged run writes them as NaN)."""
+    return tuple(k for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v))
+
+
+def nan_warning(records: Sequence[Record]) -> Optional[str]:
+    """One warning naming every run with NaN or infinite metrics, or None."""
+    bad = [r for r in records if r.nan_metrics]
+    if not bad:
+        return None
+    listed = "; ".join(f"{r.path} ({', '.join(r.nan_metrics)})" for r in bad)
+    return (f"{len(bad)} run(s) report NaN or infinite metrics, so every mean that includes them is nan too "
+            f"(diverged training? see each run's log.txt, fix the cause, delete the run directory and run it "
+            f"again): {listed}")
 
 
 def collect(root: Path, configs_dir: Path = CONFIGS_DIR) -> List[Record]:
@@ -225,7 +245,7 @@ class Summary:
     """Rows of every protocol, and the warnings found while building them."""
 
     def __init__(self, records: Sequence[Record]):
-        self.warnings: List[str] = []
+        self.warnings: List[str] = [w for w in (nan_warning(records),) if w]
         self.rows: Dict[str, List[Row]] = {}
         groups: Dict[tuple, Dict[int, Record]] = {}
         for rec in records:
