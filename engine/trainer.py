@@ -359,6 +359,7 @@ class SimpleTrainer(TrainerBase):
             "backbone": cfg.MODEL.BACKBONE.NAME,
             "seed": cfg.SEED,
             "num_shots": cfg.DATASET.NUM_SHOTS,
+            "shots_per_class": self.dm.dataset.shots_per_class,
             "subsample_classes": cfg.DATASET.SUBSAMPLE_CLASSES,
             "split": split,
             "eval_only": eval_only,
