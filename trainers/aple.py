@@ -25,8 +25,8 @@ follow ``OPTIM``'s schedule; ``TEXT_LR_SCHEDULE False`` keeps the text prompts a
 warm-up, no cosine), as the draft code did by never giving its text optimiser the scheduler.
 
 Choices the paper leaves open (restore_aple.md §3.7; details in docs/APLE.md):
-1. Filter: ``FILTER lowpass`` (default, the described Gaussian low-pass) or ``draft`` (a reconstruction of the
-   draft code: near-Nyquist pass + channel roll, in effect ``x~ ~= 0.9 x``); ``none`` switches the adapter off.
+1. Filter: ``FILTER lowpass`` (default, the described Gaussian low-pass) or ``draft`` (the draft code's filter,
+   double fftshift included: near-Nyquist pass + channel roll, in effect ``x~ ~= 0.9 x``); ``none`` switches the adapter off.
    ``BETA`` 0.9 and ``SIGMA`` 0.05 (the draft's hard-coded values; sigma may have been per dataset).
 2. Stage scheduling: the three updates alternate within every iteration (the draft code), not as phases.
 3. Text LR: scheduled by default (``TEXT_LR_SCHEDULE True``); the draft left it constant.
@@ -108,7 +108,7 @@ class APLeTrainer(PromptTrainer):
         cfg.TRAINER.APLE.KD_WEIGHT_VISION = 0.4  # weight of KD in the vision step (draft: 0.4)
         cfg.TRAINER.APLE.KD_TEMPERATURE = 1.0  # T of the soft-target cross-entropy (draft: 1)
         cfg.TRAINER.APLE.TEXT_LR_SCHEDULE = True  # False: text prompts at constant OPTIM.LR, as in the draft code
-        cfg.TRAINER.APLE.FILTER = "lowpass"  # image adapter: lowpass (described), draft (reconstruction) or none
+        cfg.TRAINER.APLE.FILTER = "lowpass"  # image adapter: lowpass (described), draft (the draft's code) or none
         cfg.TRAINER.APLE.BETA = 0.9  # fusion weight of the raw image: x~ = BETA x + (1 - BETA) filtered(x)
         cfg.TRAINER.APLE.SIGMA = 0.05  # Gaussian width in cycles per pixel (fftfreq units)
 
