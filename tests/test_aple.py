@@ -1,5 +1,6 @@
 """APLe: the image adapter against hand-derived spectra, the three per-batch updates against an independent
 computation of their losses and gradients, the frozen teacher, checkpoints and base -> new transfer."""
+import copy
 import glob
 import json
 import math
@@ -245,6 +246,40 @@ def test_each_step_updates_only_its_prompts_with_its_loss(data_root, tmp_path):
     # the teacher (the frozen backbone) is untouched and holds nothing trainable
     assert all(torch.equal(v, t.clip_model.state_dict()[k]) for k, v in clip_before.items())
     assert not any(p.requires_grad for p in t.clip_model.parameters())
+
+
+def test_teacher_templates_are_the_drafts_by_default_and_coops_by_key(data_root, tmp_path):
+    draft = {"OxfordPets": "a type of pet, a photo of a {}.", "OxfordFlowers": "a type of flower, a photo of a {}.",
+             "FGVCAircraft": "a type of aircraft, a photo of a {}.", "DescribableTextures": "a texture of {}.",
+             "Food101": "a type of food, a photo of {}.", "EuroSAT": "a centered satellite photo of {}.",
+             "UCF101": "a photo of a person doing {}.", "Caltech101": "a photo of a {}.",
+             "ImageNet": "a photo of a {}.", "TestColors": "a photo of a {}."}
+    coop = {"OxfordPets": "a photo of a {}, a type of pet.", "DescribableTextures": "{} texture.",
+            "Food101": "a photo of {}, a type of food.", "EuroSAT": "a centered satellite photo of {}."}
+    for key, table in (("draft", draft), ("coop", coop)):
+        _, t = _trainer(data_root, tmp_path / key, opts=["TRAINER.APLE.TEACHER_TEMPLATES", key])
+        for name, template in table.items():
+            t.cfg.defrost()
+            t.cfg.DATASET.NAME = name
+            assert t.teacher_template == template, (key, name)
+    with pytest.raises(ValueError, match="TRAINER.APLE.TEACHER_TEMPLATES"):
+        _trainer(data_root, tmp_path / "bad", opts=["TRAINER.APLE.TEACHER_TEMPLATES", "clip"])
+
+
+def test_teacher_is_an_fp32_clip_and_a_separate_copy_under_half_precision(data_root, tmp_path):
+    _, t = _trainer(data_root, tmp_path / "run")
+    assert t.teacher_clip is t.clip_model  # fp32 weights already: the same frozen weights serve as the teacher
+    loaded = copy.deepcopy(t.clip_model)  # a freshly loaded fp32 backbone
+    reference = {k: v.clone() for k, v in loaded.state_dict().items()}
+    t.precision.backbone_dtype = torch.float16  # as under PREC fp16 on a GPU
+    student = t.prepare_backbone(loaded)
+    teacher = t.build_teacher()
+    assert teacher is not student
+    assert all(p.dtype == torch.float16 for p in student.parameters())
+    for k, v in teacher.state_dict().items():
+        assert v.dtype == torch.float32 and torch.equal(v, reference[k]), k
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert "teacher" not in " ".join(t.get_model_names())  # never registered, so never saved
 
 
 @pytest.mark.parametrize("opts, calls", [
