@@ -95,7 +95,8 @@ class LAMMPromptLearner(nn.Module):
 def build_coop_learner(trainer: "LAMMTrainer", backbone, classnames: List[str], freeze_context: bool):
     """``clip`` (frozen hand-written context) and ``coop`` (learned context) bases."""
     n = trainer.node
-    prompt = CoOpPromptLearner(backbone, classnames, n.N_CTX, n.CTX_INIT, n.CSC, n.CLASS_TOKEN_POSITION)
+    prompt = CoOpPromptLearner(backbone, classnames, n.N_CTX, n.CTX_INIT, n.CSC, n.CLASS_TOKEN_POSITION,
+                               csc_with_init=n.CSC_WITH_INIT, cfg_node="TRAINER.LAMM")
     if freeze_context:
         if not n.CTX_INIT:
             raise ValueError('TRAINER.LAMM.BASE "clip" freezes the hand-written context: set TRAINER.LAMM.CTX_INIT '
@@ -131,6 +132,7 @@ class LAMMTrainer(PromptTrainer):
         cfg.TRAINER.LAMM.N_CTX = 4  # context vectors (coop: overridden by CTX_INIT's word count; maple: first N)
         cfg.TRAINER.LAMM.CTX_INIT = "a photo of a"  # context phrase; "" = random N(0, 0.02) (coop, maple)
         cfg.TRAINER.LAMM.CSC = False  # class-specific context (coop)
+        cfg.TRAINER.LAMM.CSC_WITH_INIT = "shared"  # CSC with CTX_INIT: shared (released, CSC ignored) or per_class
         cfg.TRAINER.LAMM.CLASS_TOKEN_POSITION = "end"  # end, middle or front (clip/coop; the code supports end)
         cfg.TRAINER.LAMM.PROMPT_DEPTH = 9  # maple: layers with prompts (MaPLe's default)
         cfg.TRAINER.LAMM.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
