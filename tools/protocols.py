@@ -86,6 +86,16 @@ def coop_fewshot_rule(stem: str) -> FewshotRule:
     return rule
 
 
+NEMESIS_FIXED_OMEGA = ("food101", "oxford_pets")  # the released CoOpNemesis forces omega 1, PAN scale 50 on these
+
+
+def nemesis_fewshot_rule(stem: str) -> FewshotRule:
+    """CoOp's recipe on ``{stem}``, except Food101 and OxfordPets, which take ``{stem}_fp`` (the ``*_fp*`` configs
+    hold the released code's hard-wired omega = 1 and PAN scale 50 on those two datasets; docs/NEMESIS.md)."""
+    coop, fixed = coop_fewshot_rule(stem), coop_fewshot_rule(f"{stem}_fp")
+    return lambda shots, dataset: (fixed if dataset in NEMESIS_FIXED_OMEGA else coop)(shots, dataset)
+
+
 @dataclass(frozen=True)
 class Method:
     """Default configs of one trainer (files ``configs/trainers/<config_dir>/<name>.yaml``).
@@ -94,7 +104,8 @@ class Method:
     ImageNet; ``transfer`` is the ImageNet-source config of xd and dg; ``fewshot`` maps (shots, dataset) to a
     config. ``zero_shot`` methods never train: every run is ``--eval-only``. Training runs with a config listed in
     ``dataset_configs`` get the per-dataset values of ``configs/trainers/<config_dir>/datasets/<dataset>.yaml`` as
-    trailing opts. ``reported_as`` names the method in ``tools/reported_numbers.json`` (default: the trainer name);
+    trailing opts, except few-shot runs when ``fewshot_dataset_values`` is False. ``reported_as`` names the method in
+    ``tools/reported_numbers.json`` (default: the trainer name);
     ``reported_for`` maps config names to other names there (a variant reported as another method).
     """
 
@@ -106,6 +117,7 @@ class Method:
     config_dir: Optional[str] = None
     zero_shot: bool = False
     dataset_configs: Tuple[str, ...] = ()
+    fewshot_dataset_values: bool = True
     reported_as: Tuple[str, ...] = ()
     reported_for: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
 
@@ -142,7 +154,7 @@ def _nemesis_reported() -> Dict[str, Tuple[str, ...]]:
     names: Dict[str, Tuple[str, ...]] = {}
     for variant in ("pun", "pan"):
         name = f"Nemesis-{variant.upper()}"
-        names[f"rn50_{variant}"] = (f"CoOp+{name}", f"CoOp+{name} (ω=1)")
+        names[f"rn50_{variant}"] = names[f"rn50_{variant}_fp"] = (f"CoOp+{name}", f"CoOp+{name} (ω=1)")
         names[f"rn50_{variant}_a10"] = (f"CoOp+{name} (ω=10)",)
         for omega, suffix in ((1, ""), (10, "_a10"), (20, "_a20")):
             names[f"vit_b16_c4_ep10_batch1_ctxv1_{variant}{suffix}"] = (f"CoCoOp+{name} (ω={omega})",)
@@ -150,7 +162,9 @@ def _nemesis_reported() -> Dict[str, Tuple[str, ...]]:
 
 
 # One line per method. CoOp's xd/dg config is the 50-epoch ctxv1 one that CoCoOp compares against [inferred].
-# RESTORE's per-dataset ratios apply to its released configs, not to the IVLP+FSC ablation (see its YAML).
+# RESTORE's per-dataset ratios apply to its released configs, not to the IVLP+FSC ablation (see its YAML), and not to
+# few-shot runs: the only released few-shot script passes no ratio flags (0.1 / 0.1, lambda 1; docs/RESTORE.md).
+# Nemesis few-shot: Food101 and OxfordPets take the rn50_pun_fp* configs (the released code's omega 1, PAN scale 50).
 METHODS: Dict[str, Method] = {m.trainer: m for m in (
     Method("ZeroshotCLIP", "vit_b16", config_dir="CoOp", zero_shot=True, reported_as=("CLIP", "CLIP (zero-shot)")),
     Method("ZeroshotCLIP2", "vit_b16", config_dir="CoOp", zero_shot=True),
@@ -162,12 +176,13 @@ METHODS: Dict[str, Method] = {m.trainer: m for m in (
     Method("VPT", "vit_b16_c2_ep5_batch4_4", reported_as=("VPT-deep",)),
     Method("RESTORE", "vit_b16_c2_ep10_batch4_2ctx", transfer="vit_b16_c2_ep2_batch4_2ctx_cross_datasets",
            dataset_configs=("vit_b16_c2_ep10_batch4_2ctx", "vit_b16_c2_ep10_batch4_2ctx_feature",
-                            "vit_b16_c2_ep10_batch4_2ctx_promptdepth12", "vit_b16_c2_ep2_batch4_2ctx_cross_datasets")),
+                            "vit_b16_c2_ep10_batch4_2ctx_promptdepth12", "vit_b16_c2_ep2_batch4_2ctx_cross_datasets"),
+           fewshot_dataset_values=False),
     Method("APLe", "vit_b16_c2_ep5_batch4_2+2ctx", transfer="vit_b16_c2_ep2_batch4_2+2ctx_cross_datasets"),
     Method("LAMM", "vit_b16_ep50_ctxv1", reported_for={"coop_vit_b16_ep50_ctxv1": ("CoOp+LAMM",),
                                                        "maple_vit_b16_c2_ep5_batch4_2ctx": ("MaPLe+LAMM",)}),
     Method("Nemesis", "vit_b16_c4_ep10_batch1_ctxv1_pun", transfer="rn50_pun_ep50",
-           fewshot=coop_fewshot_rule("rn50_pun"), reported_for=_nemesis_reported()),
+           fewshot=nemesis_fewshot_rule("rn50_pun"), reported_for=_nemesis_reported()),
 )}
 
 
@@ -362,7 +377,7 @@ class _Builder:
                      "--load-epoch", str(max_epoch(cfg_file, self.s.opts))]
         elif eval_only:
             argv += ["--eval-only"]
-        else:
+        elif self.protocol != "fewshot" or self.method.fewshot_dataset_values:
             opts = [*opts, *dataset_overrides(self.method, config, dataset, self.s)]
         argv += [*opts, *self.s.opts]
         return Run(run_id=rel, argv=tuple(argv), output_dir=out, protocol=self.protocol, trainer=self.method.trainer,

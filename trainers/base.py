@@ -87,7 +87,7 @@ class PromptTrainer(TrainerX):
             backbone.require_vit(type(self).__name__)
         self.check_input_size(backbone)
         self.precision = Precision(self.node.PREC, self.device)
-        self.clip_model = self.precision.prepare_backbone(backbone)
+        self.clip_model = self.prepare_backbone(backbone)
         self.logit_scale = self.clip_model.logit_scale
         self._zs_cache: Dict[Tuple, torch.Tensor] = {}
         self._eval_text_features: Optional[torch.Tensor] = None
@@ -100,6 +100,10 @@ class PromptTrainer(TrainerX):
         n_params = sum(p.numel() for p in learner.parameters() if p.requires_grad)
         logger.info("Trainable parameters: %s", f"{n_params:,}")
         self.register_trainable(self.MODEL_NAME, learner)
+
+    def prepare_backbone(self, backbone: clip.CLIPBackbone) -> clip.CLIPBackbone:
+        """The frozen backbone on the device, in ``PREC``'s weight dtype (a subclass may keep an fp32 copy first)."""
+        return self.precision.prepare_backbone(backbone)
 
     def register_trainable(self, name: str, module: nn.Module, param_groups=None):
         """Build an optimiser and schedule over ``module`` and register it (saved, loaded, switched, stepped)."""
