@@ -28,7 +28,7 @@ from engine.utils import load_pretrained_weights
 
 from .precision import PRECISIONS, Precision
 from .prompt_types import TextPrompts, VisionPrompts
-from .templates import dataset_template
+from .templates import config_template
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class PromptTrainer(TrainerX):
                                classnames: Optional[Sequence[str]] = None) -> torch.Tensor:
         """Frozen CLIP text features ``[C, D]`` for the class set, with the dataset's hand-written template by
         default; computed once per (classes, templates) and never saved."""
-        templates = tuple(templates or [dataset_template(self.cfg.DATASET.NAME)])
+        templates = tuple(templates or [config_template(self.cfg)])
         classnames = tuple(classnames or self.classnames)
         key = (classnames, templates)
         if key not in self._zs_cache:

@@ -45,3 +45,8 @@ IMAGENET_TEMPLATES_SELECT = [
 def dataset_template(dataset_name: str) -> str:
     """The hand-written template of a dataset (``"a photo of a {}."`` for datasets CoOp did not list)."""
     return CUSTOM_TEMPLATES.get(dataset_name, DEFAULT_TEMPLATE)
+
+
+def config_template(cfg) -> str:
+    """``DATASET.TEMPLATE`` when the config sets one, else the dataset's hand-written template."""
+    return cfg.DATASET.get("TEMPLATE", "") or dataset_template(cfg.DATASET.NAME)
