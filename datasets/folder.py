@@ -199,14 +199,14 @@ class Folder(BenchmarkDataset):
         return {k: sorted(v) for k, v in items.items()}
 
     def report_unused(self, split) -> None:
-        """Warn when class folders hold images that the (reused) split does not list."""
+        """Warn when class folders hold readable images that the (reused) split does not list."""
         if self.list_file:
             return
         listed = {rel for key in ("train", "val", "test") for rel, _, _ in split[key]}
         on_disk = {rel for rels in self.folder_items().values() for rel in rels}
-        extra = sorted(on_disk - listed)
+        extra = [rel for rel in sorted(on_disk - listed) if readable(os.path.join(self.image_dir, rel))]
         if extra:
             log.warning("Folder: %d image(s) in the class folders are not in the split %s and are not used (e.g. "
-                        "%s): unreadable images are left out of a built split, and images added since it was built "
-                        "need a new one (delete the file to split again).", len(extra), self.split_path,
+                        "%s): images added since the split was built need a new one (delete the file to split "
+                        "again).", len(extra), self.split_path,
                         ", ".join(extra[:3]))

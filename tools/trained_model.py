@@ -73,10 +73,36 @@ def run_config(model_dir: str, opts: Sequence[str] = ()):
 
 
 def load_run(model_dir: str, classnames: Sequence[str], load_epoch: Optional[int] = None, opts: Sequence[str] = ()):
-    """The run's trainer for ``classnames`` with its trained weights loaded, in evaluation mode."""
+    """The run's trainer for ``classnames`` with its trained weights loaded, in evaluation mode. ``model_dir`` may
+    also be a ``prompts`` file written by ``tools.export``."""
+    if os.path.isfile(model_dir):
+        return load_exported(model_dir, classnames, opts)
     trainer = trainer_for_classes(run_config(model_dir, opts), classnames)
     if trainer.get_model_names():
         trainer.load_model(model_dir, epoch=load_epoch)
+    trainer.set_model_mode("eval")
+    return trainer
+
+
+def load_exported(path: str, classnames: Sequence[str], opts: Sequence[str] = ()):
+    """The trainer of a ``tools.export`` ``prompts`` file for ``classnames``, its modules loaded, in evaluation mode."""
+    import tempfile
+
+    artefact = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(artefact, dict) or artefact.get("kind") != "prompts":
+        kind = artefact.get("kind") if isinstance(artefact, dict) else None
+        raise ValueError(f"{path} is not a prompts export of tools.export (kind {kind!r}); a text_features export "
+                         "is used directly with open_clip (README, \"Your own data\").")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(artefact["config"])
+    try:
+        cfg = build_cfg("", f.name, list(opts))
+    finally:
+        os.remove(f.name)
+    trainer = trainer_for_classes(cfg, classnames or artefact["classnames"])
+    for name, saved in artefact["modules"].items():
+        trainer.load_model_state_dict(name, saved["state_dict"])
+        trainer.load_extra_checkpoint_state(name, saved)
     trainer.set_model_mode("eval")
     return trainer
 
