@@ -28,6 +28,7 @@ from engine.utils import load_pretrained_weights
 
 from .precision import PRECISIONS, Precision
 from .prompt_types import TextPrompts, VisionPrompts
+from .released import drop_class_buffers
 from .templates import config_template
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,11 @@ class PromptTrainer(TrainerX):
         n_params = sum(p.numel() for p in learner.parameters() if p.requires_grad)
         logger.info("Trainable parameters: %s", f"{n_params:,}")
         self.register_trainable(self.MODEL_NAME, learner)
+
+    def load_model_state_dict(self, name, state_dict):
+        """Load a module's saved state; the class-name buffers of an official Dassl file are dropped
+        (``trainers.released.drop_class_buffers``) and rebuilt for the current class set."""
+        super().load_model_state_dict(name, drop_class_buffers(state_dict))
 
     def register_trainable(self, name: str, module: nn.Module, param_groups=None):
         """Build an optimiser and schedule over ``module`` and register it (saved, loaded, switched, stepped)."""
