@@ -173,7 +173,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
     atomic_torch_save(artefact, args.out)
-    print(f"wrote {args.out}: {artefact['kind']} of {artefact['trainer']} for {len(artefact['classnames'])} classes")
+    print(f"wrote {args.out}: {artefact['kind']} of {artefact['trainer']} for {len(artefact['classnames'])} classes",
+          file=sys.stderr)
     return 0
 
 

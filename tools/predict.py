@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from datasets.folder import is_image
 from engine.data.data_manager import ImageReadError, read_image
 
-from .trained_model import class_names_arg, load_run, test_transform, text_side, zeroshot_trainer
+from .trained_model import class_names_arg, load_run, eval_transform, text_side, zeroshot_trainer
 
 logger = logging.getLogger("predict")
 
@@ -99,8 +99,9 @@ def predict(trainer, paths: Sequence[str], transform, topk: int = 5, batch_size:
         trainer.after_test()
 
 
-def write_records(records, fmt: str, topk: int, out=sys.stdout) -> int:
-    """Write the predictions; returns how many images could not be read."""
+def write_records(records, fmt: str, topk: int, out=None) -> int:
+    """Write the predictions (to stdout by default); returns how many images could not be read."""
+    out = out or sys.stdout
     failed = 0
     writer = csv.writer(out) if fmt == "csv" else None
     if writer:
@@ -153,13 +154,13 @@ def build_trainer(args, classnames: Optional[List[str]]):
     if args.model_dir:
         classnames = classnames or run_classnames(args.model_dir, args.opts)
         trainer = load_run(args.model_dir, classnames, args.load_epoch, args.opts)
-        return trainer, test_transform(trainer)
+        return trainer, eval_transform(trainer)
     if not (args.trainer and args.backbone):
         raise ValueError("Pass --model-dir RUN, or --trainer ZeroshotCLIP --backbone NAME for zero-shot CLIP.")
     if not classnames:
         raise ValueError("Zero-shot CLIP needs --classnames.")
     trainer = zeroshot_trainer(args.trainer, args.backbone, classnames, args.config_file, args.opts)
-    return trainer, test_transform(trainer, match_backbone=not args.config_file)
+    return trainer, eval_transform(trainer, match_backbone=not args.config_file)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

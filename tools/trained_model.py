@@ -119,7 +119,7 @@ def zeroshot_trainer(trainer: str, backbone: str, classnames: Sequence[str], con
     return model
 
 
-def test_transform(trainer, match_backbone: bool = False):
+def eval_transform(trainer, match_backbone: bool = False):
     """The run's test-time preprocessing; ``match_backbone`` sets the input size to a ViT backbone's own."""
     cfg = trainer.cfg
     if match_backbone and trainer.clip_model.is_vit:
