@@ -204,3 +204,31 @@ def test_export_refuses_features_for_image_conditioned_prompts(tmp_path):
     with pytest.raises(ValueError, match="--kind prompts"):
         export.export(trainer, "text_features")
     assert export.export(trainer)["kind"] == "prompts"
+
+
+def test_readme_export_snippet(run, tmp_path, monkeypatch, capsys):
+    """The README's open_clip snippet, run as written on an export of the toyclip run (``create_model_and_transforms``
+    returns toyclip, which has no open_clip name), gives the trainer's prediction."""
+    import open_clip
+    from clip.toyclip import image_transform
+
+    root, out = run
+    text = open(os.path.join(REPO, "README.md")).read().split("<!-- export-snippet -->")[1]
+    snippet = text.split("```python\n")[1].split("```")[0]
+    monkeypatch.chdir(tmp_path)
+    assert export.main([out, "--out", "photos_coop.pt", "--classnames", *NEW_NAMES]) == 0
+    Image.open(os.path.join(root, "green_leaf", "4.png")).save("fox.jpg", quality=95)
+    monkeypatch.setattr(open_clip, "create_model_and_transforms",
+                        lambda arch, pretrained: (create_toyclip(), None, image_transform()))
+    art = torch.load("photos_coop.pt", weights_only=True)
+    art["open_clip"] = {"arch": "toyclip", "pretrained": "none"}
+    torch.save(art, "photos_coop.pt")
+    capsys.readouterr()
+    exec(compile(snippet, "README.md", "exec"), {})
+    name, prob = capsys.readouterr().out.rsplit(" ", 1)
+
+    trainer = load_run(out, NEW_NAMES)
+    with torch.no_grad():
+        trainer.before_test()
+        probs = trainer.model_inference(image_transform()(read_image("fox.jpg"))[None]).softmax(-1)[0]
+    assert name == NEW_NAMES[int(probs.argmax())] and abs(float(prob) - float(probs.max())) < 1e-5
