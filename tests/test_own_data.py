@@ -232,3 +232,37 @@ def test_readme_export_snippet(run, tmp_path, monkeypatch, capsys):
         trainer.before_test()
         probs = trainer.model_inference(image_transform()(read_image("fox.jpg"))[None]).softmax(-1)[0]
     assert name == NEW_NAMES[int(probs.argmax())] and abs(float(prob) - float(probs.max())) < 1e-5
+
+
+def test_lamm_run_for_unseen_names_falls_back_to_their_tokens(tmp_path):
+    """tools.predict's trainer for names LAMM never saw: known names get their learned labels, the others none."""
+    from engine import build_trainer
+    from tests.helpers import tiny_cfg
+
+    out = str(tmp_path / "lamm")
+    trainer = build_trainer(tiny_cfg(str(tmp_path / "data"), out, trainer="LAMM", opts=["TRAINER.LAMM.BASE", "coop"]))
+    with torch.no_grad():
+        trainer.labels.values.add_(torch.randn_like(trainer.labels.values))
+    trainer.save_model(0, out)
+    with open(os.path.join(out, "config.yaml"), "w") as f:
+        f.write(trainer.cfg.dump())
+    saved = trainer.labels.by_class()
+
+    served = load_run(out, ["green", "teal thing", "red"])
+    assert served.labels.counts[1] == 0 and served.labels.counts[0] > 0 and served.labels.counts[2] > 0
+    table = served.labels.by_class()
+    assert torch.equal(table["green"][0], saved["green"][0]) and torch.equal(table["red"][0], saved["red"][0])
+
+
+def test_zero_shot_export(tmp_path):
+    target = str(tmp_path / "zs.pt")
+    assert export.main(["--trainer", "ZeroshotCLIP", "--backbone", "toyclip", "--classnames", *NEW_NAMES,
+                        "--out", target]) == 0
+    art = torch.load(target, weights_only=True)
+    from clip.toyclip import tokenizer
+
+    model = create_toyclip()
+    with torch.no_grad():
+        text = F.normalize(model.encode_text(tokenizer()([f"a photo of a {c}." for c in NEW_NAMES])), dim=-1)
+    assert art["kind"] == "text_features" and torch.allclose(art["text_features"], text, atol=1e-6)
+    assert art["logit_scale"] == pytest.approx(float(model.logit_scale.exp()))
