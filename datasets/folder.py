@@ -133,7 +133,7 @@ class Folder(BenchmarkDataset):
                 "list of path,label.")
 
     def created_split_warning(self) -> str:
-        return (f"Folder: no split file in {self.dataset_dir}; built a 50/20/30 train/val/test split per class "
+        return (f"Folder: no split file in {os.path.normpath(self.dataset_dir)}; built a 50/20/30 train/val/test split per class "
                 f"(seed {SPLIT_SEED}) and saved it as {self.split_path}. Later runs reuse it.")
 
     # ---- the split -------------------------------------------------------------------------------------------
