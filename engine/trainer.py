@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from engine.data import DataManager
 from engine.evaluation import build_evaluator
+from engine.utils.dassl_checkpoint import load_checkpoint_or_dassl
 from engine.utils import (MetricMeter, atomic_write_text, get_rng_state, git_commit, latest_checkpoint,
                           load_checkpoint, prune_checkpoints, save_checkpoint, set_rng_state, versions)
 
@@ -144,7 +145,7 @@ class TrainerBase:
                 raise FileNotFoundError(
                     f'No checkpoint for "{name}" at {path or model_dir}; that folder holds {found}. Check '
                     "--model-dir (the training run's output directory) and --load-epoch.")
-            ckpt = load_checkpoint(path, map_location=self.device)
+            ckpt = load_checkpoint_or_dassl(path, map_location=self.device)  # released Dassl files too
             logger.info('Loading weights to "%s" from %s (epoch %s)', name, path, ckpt.get("epoch"))
             self.load_model_state_dict(name, ckpt["state_dict"])
             self.load_extra_checkpoint_state(name, ckpt)

@@ -227,8 +227,9 @@ class APLeTrainer(PromptTrainer):
 
     @property
     def teacher_template(self) -> str:
-        """The teacher's template for the dataset (``TEACHER_TEMPLATES``: the draft's set or CoOp's)."""
-        return dataset_template(self.cfg.DATASET.NAME, TEACHER_TEMPLATE_SETS[self.node.TEACHER_TEMPLATES])
+        """The teacher's template for the dataset (``TEACHER_TEMPLATES``: the draft's set or CoOp's); a
+        ``DATASET.TEMPLATE`` set in the config (your own data) takes precedence."""
+        return self.cfg.DATASET.TEMPLATE or dataset_template(self.cfg.DATASET.NAME, TEACHER_TEMPLATE_SETS[self.node.TEACHER_TEMPLATES])
 
     def teacher_text_features(self) -> torch.Tensor:
         """The teacher's class text features ``[C, D]`` (fp32), once per class set, never saved."""

@@ -28,7 +28,8 @@ from engine.utils import load_pretrained_weights
 
 from .precision import PRECISIONS, Precision
 from .prompt_types import TextPrompts, VisionPrompts
-from .templates import dataset_template
+from .released import drop_class_buffers
+from .templates import config_template
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,11 @@ class PromptTrainer(TrainerX):
         """The frozen backbone on the device, in ``PREC``'s weight dtype (a subclass may keep an fp32 copy first)."""
         return self.precision.prepare_backbone(backbone)
 
+    def load_model_state_dict(self, name, state_dict):
+        """Load a module's saved state; the class-name buffers of an official Dassl file are dropped
+        (``trainers.released.drop_class_buffers``) and rebuilt for the current class set."""
+        super().load_model_state_dict(name, drop_class_buffers(state_dict))
+
     def register_trainable(self, name: str, module: nn.Module, param_groups=None):
         """Build an optimiser and schedule over ``module`` and register it (saved, loaded, switched, stepped)."""
         trainable = [p for p in module.parameters() if p.requires_grad]
@@ -152,7 +158,7 @@ class PromptTrainer(TrainerX):
                                classnames: Optional[Sequence[str]] = None) -> torch.Tensor:
         """Frozen CLIP text features ``[C, D]`` for the class set, with the dataset's hand-written template by
         default; computed once per (classes, templates) and never saved."""
-        templates = tuple(templates or [dataset_template(self.cfg.DATASET.NAME)])
+        templates = tuple(templates or [config_template(self.cfg)])
         classnames = tuple(classnames or self.classnames)
         key = (classnames, templates)
         if key not in self._zs_cache:

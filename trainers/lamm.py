@@ -51,6 +51,7 @@ from .lamm_labels import LABEL_TOKEN_MODES, LabelTable
 from .lamm_losses import LOSS_MODES, feature_cosine_loss, logit_distillation
 from .maple import MaPLePromptLearner
 from .prompt_types import TextPrompts, VisionPrompts
+from .released import drop_class_buffers, lamm_released_state
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +245,8 @@ class LAMMTrainer(PromptTrainer):
         :meth:`load_extra_checkpoint_state` (the saved class set may differ from this one)."""
         if name != self.MODEL_NAME:
             return super().load_model_state_dict(name, state_dict)
+        state_dict, self._released_meta = lamm_released_state(state_dict, self.classnames, LABEL_PREFIX)
+        state_dict = drop_class_buffers(state_dict)
         label_keys = [k for k in state_dict if k.startswith(LABEL_PREFIX)]
         self._pending_labels = {k[len(LABEL_PREFIX):]: state_dict[k] for k in label_keys}
         rest = {k: v for k, v in state_dict.items() if k not in label_keys}
@@ -259,7 +262,7 @@ class LAMMTrainer(PromptTrainer):
         if name != self.MODEL_NAME:
             return
         saved, self._pending_labels = self._pending_labels or {}, None
-        meta = checkpoint.get(META_KEY)
+        meta = checkpoint.get(META_KEY) or getattr(self, "_released_meta", None)
         if meta is None or "values" not in saved:
             raise ValueError(f"The {name} checkpoint holds no LAMM label table ({META_KEY} and "
                              f"{LABEL_PREFIX}values): was it saved by another trainer? Load it with its own "

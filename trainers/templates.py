@@ -62,3 +62,8 @@ def dataset_template(dataset_name: str, template_set: str = "coop") -> str:
     if template_set not in TEMPLATE_SETS:
         raise ValueError(f'Unknown template set "{template_set}"; choose one of {", ".join(TEMPLATE_SETS)}.')
     return TEMPLATE_SETS[template_set].get(dataset_name, DEFAULT_TEMPLATE)
+
+
+def config_template(cfg) -> str:
+    """``DATASET.TEMPLATE`` when the config sets one, else the dataset's hand-written template."""
+    return cfg.DATASET.get("TEMPLATE", "") or dataset_template(cfg.DATASET.NAME)

@@ -15,7 +15,7 @@ from engine import TRAINER_REGISTRY
 
 from .base import PromptTrainer, clip_logits
 from .precision import Precision
-from .templates import IMAGENET_TEMPLATES_SELECT, dataset_template
+from .templates import IMAGENET_TEMPLATES_SELECT, config_template
 
 
 @TRAINER_REGISTRY.register()
@@ -30,7 +30,7 @@ class ZeroshotCLIP(PromptTrainer):
         cfg.TRAINER.ZSCLIP.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
 
     def templates(self) -> List[str]:
-        return [dataset_template(self.cfg.DATASET.NAME)]
+        return [config_template(self.cfg)]
 
     def build_model(self):
         cfg = self.cfg
@@ -64,4 +64,4 @@ class ZeroshotCLIP2(ZeroshotCLIP):
         pass  # shares TRAINER.ZSCLIP
 
     def templates(self) -> List[str]:
-        return IMAGENET_TEMPLATES_SELECT + [dataset_template(self.cfg.DATASET.NAME)]
+        return IMAGENET_TEMPLATES_SELECT + [config_template(self.cfg)]
