@@ -328,9 +328,7 @@ class SimpleTrainer(TrainerBase):
             split, loader = "test", self.test_loader
         logger.info("Evaluate on the *%s* set", split)
         self.before_test()
-        for batch in loader:
-            inputs, label = self.parse_batch_test(batch)
-            output = self.model_inference(inputs)
+        for output, label in self.evaluation_outputs(loader):
             self.evaluator.process(output, label)
         self.after_test()
         results = self.evaluator.evaluate()
@@ -338,6 +336,12 @@ class SimpleTrainer(TrainerBase):
             self.last_results = dict(results)
             self.write_results(results, split)
         return list(results.values())[0]
+
+    def evaluation_outputs(self, loader):
+        """``(logits, labels)`` per batch of ``loader`` (a trainer may override it, e.g. to reuse stored features)."""
+        for batch in loader:
+            inputs, label = self.parse_batch_test(batch)
+            yield self.model_inference(inputs), label
 
     def model_inference(self, input):
         return self.model(input)
