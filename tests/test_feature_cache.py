@@ -239,3 +239,11 @@ def test_tools_cache_info_and_clear(tmp_path, capsys):
     assert entries(cache) == 0
     _, _, n = evaluate(build(tmp_path, name="again", cache=cache))
     assert n > 0  # cleared: encoded again
+
+
+def test_an_unusable_cache_folder_costs_the_reuse_not_the_evaluation(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder would be")
+    ref, _, _ = evaluate(build(tmp_path, name="plain", opts=["TEST.FEATURE_CACHE", "False"]))
+    logits, _, n = evaluate(build(tmp_path, cache=blocker))
+    assert n > 0 and torch.equal(logits, ref)

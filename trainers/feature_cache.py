@@ -120,6 +120,13 @@ def cached_evaluation_outputs(trainer, loader):
         yield from _plain_outputs(trainer, loader)
         return
     store = FeatureStore(feature_cache_dir(trainer.cfg.MODEL.BACKBONE.CACHE_DIR))
+    try:
+        os.makedirs(store.root, exist_ok=True)
+    except OSError as e:
+        logger.warning("Image-feature cache not used: cannot create %s (%s); set MODEL.BACKBONE.CACHE_DIR to a "
+                       "writable folder, or TEST.FEATURE_CACHE False.", store.root, e)
+        yield from _plain_outputs(trainer, loader)
+        return
     key, meta = entry_key(trainer, loader)
     entry = store.load(key)
     if entry is None:
@@ -141,7 +148,11 @@ def _fill(trainer, loader, store: FeatureStore, key: str, meta: dict):
         features = trainer.test_image_features(images)
         parts.append(features.detach().cpu())
         yield trainer.inference_from_features(features), labels
-    path = store.save(key, torch.cat(parts), meta)
+    try:
+        path = store.save(key, torch.cat(parts), meta)
+    except OSError as e:  # a full or read-only disk costs the reuse, never the evaluation
+        logger.warning("Image features not stored in the cache (%s: %s).", store.root, e)
+        return
     logger.info("Image features of %d images stored in the cache (%s)", meta["images"], path)
 
 
