@@ -152,6 +152,9 @@ def model_cost_pass(trainer, images: torch.Tensor) -> None:
 
 
 def train_figures(trainer, steps: int, warmup: int) -> dict:
+    """Training figures (none for a trainer with nothing to train, e.g. ZeroshotCLIP)."""
+    if not trainer.get_model_names():
+        return {}
     device = trainer.device
     loader = trainer.train_loader_x
     n_batches = min(steps, len(loader))
