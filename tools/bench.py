@@ -19,7 +19,6 @@ Everything is measured in one process on the same images:
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import resource
