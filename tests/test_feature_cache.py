@@ -194,6 +194,7 @@ from pathlib import Path
 from tests.test_feature_cache import build, evaluate
 root, go = Path({root!r}), {go!r}
 t = build(root, name="w{i}", cache=root / "cache")
+open(str(root / "ready{i}"), "w").close()
 while not os.path.exists(go):
     time.sleep(0.01)
 logits, labels, n = evaluate(t)
@@ -211,7 +212,9 @@ def test_concurrent_jobs_compute_once_and_agree(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", WORKER.format(repo=REPO, root=str(tmp_path), go=go, i=i)],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(3)]
-    time.sleep(1.0)
+    deadline = time.time() + 300
+    while not all((tmp_path / f"ready{i}").exists() for i in range(3)) and time.time() < deadline:
+        time.sleep(0.05)  # all three built: they reach the cache together
     open(go, "w").close()
     outs = []
     for p in procs:
