@@ -19,6 +19,9 @@ Output layout under the output root (``$OUTPUT``, default ``output/``), followin
   under ``xd/train/imagenet`` and is trained once.
 * ``zeroshot/DATASET/TRAINER/CFG/seedS``: zero-shot CLIP on all classes.
 
+Zero-shot methods on non-random weights cannot depend on the seed: :func:`expand` builds their runs for the first
+requested seed only (:mod:`tools.seed_free`).
+
 A run is finished when its output directory holds a ``results.json`` that parses.
 """
 from __future__ import annotations
@@ -474,15 +477,30 @@ def expand(protocol: str, trainers: Iterable[str], datasets: Optional[Iterable[s
     if "all" in datasets:
         datasets = [d for d in datasets if d != "all"] + [d for d in default_datasets(protocol) if d not in datasets]
     shot_list = list(shots) if shots else list(default_shots(protocol))
+    seeds = list(seeds)
     runs: Dict[str, Run] = {}
     for trainer in trainers:
         cfg = config.get(trainer) if isinstance(config, dict) else config
         for dataset in datasets:
             for k in shot_list:
-                for seed in seeds:
+                for seed in seeds[:1] if _seed_free(protocol, trainer, dataset, int(k), cfg, settings) else seeds:
                     for run in build_runs(protocol, trainer, dataset, int(seed), settings, int(k), cfg):
                         runs.setdefault(run.run_id, run)
     return list(runs.values())
+
+
+def _seed_free(protocol: str, trainer: str, dataset: str, shots: int, config: Optional[str],
+               settings: Settings) -> bool:
+    """Whether the runs of this cell cannot depend on the seed, so they run for the first seed only
+    (:mod:`tools.seed_free`)."""
+    from tools.seed_free import backbone_of, is_seed_free
+
+    method = method_for(trainer, config)
+    if not method.zero_shot:
+        return False
+    builder = _Builder(protocol, method, 1, shots, config, settings)
+    backbone = backbone_of(trainer_config(method, builder.config(dataset), settings), settings.backbone, settings.opts)
+    return is_seed_free(True, backbone)
 
 
 def parse_seeds(values: Sequence[str]) -> List[int]:

@@ -197,6 +197,14 @@ class Cell:
         return len(self.seeds)
 
 
+def _seed_free(records: Iterable[Record]) -> bool:
+    """A single result of a run that cannot depend on the seed (tools/seed_free.py)."""
+    from tools.seed_free import trainer_is_seed_free
+
+    records = list(records)
+    return len(records) == 1 and trainer_is_seed_free(records[0].trainer, records[0].backbone)
+
+
 def over_seeds(values: Dict[int, float]) -> Cell:
     """Mean and population std (ddof=0, as CoOp's parse_test_res.py) of per-seed accuracies."""
     arr = np.array([values[s] for s in sorted(values)], dtype=float)
@@ -221,6 +229,7 @@ class Row:
     configs: Tuple[str, ...] = ()
     backbone: Optional[str] = None
     n_datasets: int = 0  # for average rows
+    seed_free: bool = False  # a zero-shot run executed once (tools/seed_free.py)
     label: str = ""
     reported: Dict[str, dict] = field(default_factory=dict)
 
@@ -265,6 +274,8 @@ class Summary:
             self._label(rows)
 
     def _check_seeds(self, key: tuple, by_seed: Dict[int, Record]) -> None:
+        if _seed_free(by_seed.values()):
+            return  # run once by design (tools/seed_free.py)
         missing = [s for s in self._expected[key[0]] if s not in by_seed]
         if missing:
             protocol, trainer, family, dataset, shots, role = key
@@ -283,6 +294,7 @@ class Summary:
             row.configs = tuple(sorted(set(row.configs) | {r.config for r in by_seed.values()}))
             backbones = {r.backbone for r in by_seed.values() if r.backbone}
             row.backbone = backbones.pop() if len(backbones) == 1 else row.backbone
+            row.seed_free = _seed_free(by_seed.values())
         if protocol == "dg":  # the source column comes from the xd source runs of the methods evaluated on dg
             dg_methods = {(r.trainer, r.family, r.shots) for r in rows.values() if r.dataset != dataset_name(XD_SOURCE)}
             rows = {k: r for k, r in rows.items() if (r.trainer, r.family, r.shots) in dg_methods}
@@ -414,6 +426,8 @@ def _seeds_text(row: Row, expected: Sequence[int]) -> str:
         return f"{row.n_datasets} datasets"
     ns = [c.n for k, c in row.cells.items() if k != "hm"]
     have = min(ns) if ns else 0
+    if row.seed_free and have == 1:
+        return "1 (seed-free)"
     return f"{have}/{len(expected)}" if have < len(expected) else str(have)
 
 

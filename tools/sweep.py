@@ -237,8 +237,18 @@ def local_slots(jobs: Optional[int]) -> List[Dict[str, str]]:
 
 
 def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callable[[str], None] = print,
-              poll_s: float = 0.2) -> Dict[str, Outcome]:
-    """Execute ``runs`` (dependencies first) with at most ``len(slots)`` at a time; returns their outcomes."""
+              poll_s: float = 0.2, runner: str = "warm") -> Dict[str, Outcome]:
+    """Execute ``runs`` (dependencies first) with at most ``len(slots)`` at a time; returns their outcomes.
+
+    ``runner`` ``warm``: one long-lived worker per slot runs them in-process (:mod:`tools.warm_pool`); ``process``:
+    a new ``python train.py`` process per run."""
+    pool = None
+    if runner == "warm":
+        from tools.warm_pool import WarmPool
+
+        pool = WarmPool(slots)
+    elif runner != "process":
+        raise SweepError(f"Unknown runner {runner!r}; choose warm or process.")
     ids = {r.run_id for r in runs}
     total = len(runs)
     pending = list(runs)
@@ -286,8 +296,12 @@ def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callabl
                     log = open(run.log_path, "a")
                     log.write(_log_header(run))
                     log.flush()
-                    env = {**os.environ, "PYTHONUNBUFFERED": "1", **slots[slot]}
-                    proc = subprocess.Popen(run.argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+                    if pool is not None and pool.accepts(run):
+                        proc = pool.start(run, slot, log)
+                    else:
+                        env = {**os.environ, "PYTHONUNBUFFERED": "1", **slots[slot]}
+                        proc = subprocess.Popen(run.argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                                env=env)
                     running[slot] = (run, proc, time.time(), log)
                     where = slots[slot].get("CUDA_VISIBLE_DEVICES") or "cpu"
                     say(f"{'':>{2 * len(str(total)) + 3}} start   {run.run_id} (device {where})")
@@ -302,6 +316,8 @@ def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callabl
             proc.terminate()
             proc.wait()
             log.close()
+        if pool is not None:
+            pool.close()
     return outcomes
 
 
@@ -455,7 +471,7 @@ def report(outcomes: Dict[str, Outcome], output_root: Path, stream: Optional[Tex
 
 def execute(runs: Sequence[Run], output_root: Path, *, launcher: str = "local", jobs: Optional[int] = None,
             dry_run: bool = False, slurm: SlurmOptions = SlurmOptions(), cluster: str = "slurm",
-            say: Callable[[str], None] = print) -> int:
+            say: Callable[[str], None] = print, runner: str = "warm") -> int:
     """Skip finished runs, run (or print, with ``dry_run``) the others, record and report failures."""
     runs = ordered(runs)
     todo = plan(runs, say)
@@ -471,7 +487,7 @@ def execute(runs: Sequence[Run], output_root: Path, *, launcher: str = "local", 
     todo = [r for r in todo if r.run_id not in blocked]
     say(f"{len(todo)} run(s) to execute with the {launcher} launcher.")
     if launcher == "local":
-        outcomes = run_local(todo, local_slots(jobs), say)
+        outcomes = run_local(todo, local_slots(jobs), say, runner=runner)
     elif launcher == "slurm":
         outcomes = run_submitit(todo, output_root / ".submitit", slurm, cluster=cluster, say=say)
     else:
@@ -502,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("running")
     r.add_argument("--launcher", choices=("local", "slurm"), default="local")
     r.add_argument("--jobs", type=int, help="parallel runs (default: one per GPU, or 1 on CPU)")
+    r.add_argument("--runner", choices=("warm", "process"), default="warm",
+                   help="local launcher: warm = one long-lived worker per slot (tools/warm_pool.py, default); "
+                        "process = a new train.py process per run")
     r.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     r.add_argument("--retry-failed", action="store_true", help=f"re-run the runs recorded in $OUTPUT/{FAILURES_FILE}")
     r.add_argument("--only", nargs="+", metavar="RUN_ID", help="run only these run ids (from the grid, or from the "
@@ -553,7 +572,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         runs, output = select_runs(args)
         return execute(runs, output, launcher=args.launcher, jobs=args.jobs, dry_run=args.dry_run,
                        slurm=SlurmOptions(args.partition, args.time_min, args.gpus_per_run, args.cpus_per_run,
-                                          args.mem_gb))
+                                          args.mem_gb), runner=args.runner)
     except (ProtocolError, SweepError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -149,9 +149,14 @@ class PromptTrainer(TrainerX):
         return self.clip_model.encode_image(images, v.prompts, v.deep)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """``[B, C]`` logits; in evaluation the text side comes from the per-evaluation cache."""
+        """``[B, C]`` logits of ``images [B, 3, H, W]``."""
+        return self.logits_from_features(self.image_features(images))
+
+    def logits_from_features(self, image_features: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` logits from ``image_features [B, D]``; in evaluation the text side comes from the
+        per-evaluation cache."""
         text = self._eval_text_features if self._eval_text_features is not None else self.text_features()
-        return clip_logits(self.image_features(images), text, self.logit_scale)
+        return clip_logits(image_features, text, self.logit_scale)
 
     # ---- frozen zero-shot knowledge ------------------------------------------------------------------------
     def zeroshot_text_features(self, templates: Optional[Sequence[str]] = None,
@@ -197,6 +202,9 @@ class PromptTrainer(TrainerX):
 
     # ---- evaluation ----------------------------------------------------------------------------------------
     IMAGE_CONDITIONED_TEXT = False  # True when text features depend on the image (CoCoOp)
+    # True when image_features(x) is the frozen CLIP's plain encode_image(x) (no learned input), so evaluation may
+    # reuse stored features (TEST.FEATURE_CACHE, trainers/feature_cache.py); False keeps the cache off
+    FROZEN_IMAGE_FEATURES = False
 
     def before_test(self):
         if not self.IMAGE_CONDITIONED_TEXT:
@@ -209,3 +217,19 @@ class PromptTrainer(TrainerX):
     def model_inference(self, images):
         with self.precision.autocast():
             return self.logits(images).float()
+
+    def test_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """What the feature cache stores: ``image_features(images)`` ``[B, D]`` as evaluation computes it."""
+        with self.precision.autocast():
+            return self.image_features(images)
+
+    def inference_from_features(self, image_features: torch.Tensor) -> torch.Tensor:
+        """``model_inference`` from stored ``test_image_features``: the same operations, so the same logits."""
+        with self.precision.autocast():
+            return self.logits_from_features(image_features).float()
+
+    def evaluation_outputs(self, loader):
+        """``(logits, labels)`` per test batch, through the image-feature cache where it applies."""
+        from .feature_cache import cached_evaluation_outputs
+
+        yield from cached_evaluation_outputs(self, loader)

@@ -83,6 +83,7 @@ class CoOpPromptLearner(nn.Module):
 @TRAINER_REGISTRY.register()
 class CoOp(PromptTrainer):
     CFG_NODE = "COOP"
+    FROZEN_IMAGE_FEATURES = True  # prompts on the text side only
 
     @staticmethod
     def extend_cfg(cfg):

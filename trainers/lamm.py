@@ -188,6 +188,10 @@ class LAMMTrainer(PromptTrainer):
         return w / self.cfg.DATASET.NUM_SHOTS if self.node.WC_PER_SHOT else w
 
     # ---- the forward pass ----------------------------------------------------------------------------------
+    @property
+    def FROZEN_IMAGE_FEATURES(self) -> bool:  # noqa: N802 - the PromptTrainer attribute, decided by the config here
+        return self.node.BASE != "maple"  # on CLIP/CoOp the image path has no prompt; MaPLe's is learned
+
     def vision_prompts(self) -> VisionPrompts:
         return self.prompt_learner.vision()
 

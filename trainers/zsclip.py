@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import List
 
-import torch
-
 import clip
 from engine import TRAINER_REGISTRY
 
@@ -21,6 +19,7 @@ from .templates import IMAGENET_TEMPLATES_SELECT, config_template
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP(PromptTrainer):
     CFG_NODE = "ZSCLIP"
+    FROZEN_IMAGE_FEATURES = True
 
     @staticmethod
     def extend_cfg(cfg):
@@ -49,10 +48,8 @@ class ZeroshotCLIP(PromptTrainer):
     def before_test(self):
         pass
 
-    @torch.no_grad()
-    def model_inference(self, images):
-        with self.precision.autocast():
-            return clip_logits(self.clip_model.encode_image(images), self.text_weights, self.logit_scale)
+    def logits_from_features(self, image_features):
+        return clip_logits(image_features, self.text_weights, self.logit_scale)
 
 
 @TRAINER_REGISTRY.register()

@@ -139,6 +139,7 @@ _C.TEST.COMPUTE_CMAT = False
 _C.TEST.NO_TEST = False
 _C.TEST.SPLIT = "test"  # test or val
 _C.TEST.FINAL_MODEL = "last_step"  # last_step or best_val
+_C.TEST.FEATURE_CACHE = True  # reuse stored image features where the image path has no learned input (exact)
 
 ###########################
 # Trainer
