@@ -26,6 +26,7 @@ from tools.results import AVERAGE, ResultsError, Row, Summary, harmonic_mean
 
 import matplotlib.pyplot as plt  # noqa: E402  (figure_style chose the Agg backend)
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 PANEL_IN = 3.6
 MAX_COLS = 4
@@ -87,6 +88,19 @@ def _panel_limits(rows: Sequence[Row]) -> Tuple[Tuple[float, float], Tuple[float
     return padded_limits(xs), padded_limits(ys)
 
 
+def _errorbar_boxes(ax, row: Row, half_width_px: float = 1.5) -> List[Bbox]:
+    """Display boxes of a point's horizontal and vertical error bars (obstacles for the labels)."""
+    b, n = row.cells["base"].mean, row.cells["new"].mean
+    sb, sn = _std(row, "base"), _std(row, "new")
+    boxes = []
+    for (x0, y0), (x1, y1) in (((b - sb, n), (b + sb, n)), ((b, n - sn), (b, n + sn))):
+        (px0, py0), (px1, py1) = ax.transData.transform([(x0, y0), (x1, y1)])
+        if (px0, py0) != (px1, py1):
+            boxes.append(Bbox.from_extents(min(px0, px1) - half_width_px, min(py0, py1) - half_width_px,
+                                           max(px0, px1) + half_width_px, max(py0, py1) + half_width_px))
+    return boxes
+
+
 def _datasets(rows: Sequence[Row]) -> List[str]:
     return list(dict.fromkeys(r.dataset for r in rows))  # Average first, then the benchmark order (tools.results)
 
@@ -139,7 +153,8 @@ def draw_tradeoff(summary: Summary, title: str = "Base-to-new trade-off: new aga
         obstacles += [marker_box(ax, r.cells["base"].mean, r.cells["new"].mean, styles[r.label]["markersize"] + 2)
                       for r in order]
         place_labels(ax, [(r.cells["base"].mean, r.cells["new"].mean) for r in order], [r.label for r in order],
-                     obstacles=obstacles, color=[styles[r.label]["color"] for r in order])
+                     obstacles=obstacles, color=[styles[r.label]["color"] for r in order],
+                     soft=[box for r in order for box in _errorbar_boxes(ax, r)])
     return fig
 
 

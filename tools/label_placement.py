@@ -2,7 +2,7 @@
 
 Each label tries a fixed list of offsets around its point (close ones first, then farther ones with a leader line)
 and takes the first whose text box stays inside the axes and overlaps neither another label nor an obstacle (the
-point markers, other texts). A label that fits nowhere is left out (the legend still names the point); the order
+point markers, other texts); "soft" obstacles (error bars) are avoided where any offset allows, else crossed. A label that fits nowhere is left out (the legend still names the point); the order
 of the points and of the offsets is fixed, so the placement is deterministic.
 """
 from __future__ import annotations
@@ -30,10 +30,11 @@ def marker_box(ax, x: float, y: float, size_pt: float) -> Bbox:
 
 
 def place_labels(ax, points: Sequence[Tuple[float, float]], texts: Sequence[str], obstacles: Sequence[Bbox] = (),
-                 color: Sequence[str] = (), fontsize: float = 7.5) -> List:
+                 color: Sequence[str] = (), fontsize: float = 7.5, soft: Sequence[Bbox] = ()) -> List:
     """Annotate ``points`` with ``texts`` where they fit; returns the annotations placed (one per fitted label).
 
-    Call after the figure's layout is final (the boxes are measured in display space).
+    ``obstacles`` are never covered; ``soft`` ones (error bars) are avoided when some offset allows it. Call after
+    the figure's layout is final (the boxes are measured in display space).
     """
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
@@ -41,7 +42,8 @@ def place_labels(ax, points: Sequence[Tuple[float, float]], texts: Sequence[str]
     taken: List[Bbox] = list(obstacles)
     placed = []
     for i, ((x, y), text) in enumerate(zip(points, texts)):
-        for j, (dx, dy) in enumerate(NEAR + FAR):
+        tries = [(j, dx, dy, avoid_soft) for avoid_soft in (True, False) for j, (dx, dy) in enumerate(NEAR + FAR)]
+        for j, dx, dy, avoid_soft in tries:
             ha, va = _alignment(dx, dy)
             far = j >= len(NEAR)
             ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
@@ -50,7 +52,8 @@ def place_labels(ax, points: Sequence[Tuple[float, float]], texts: Sequence[str]
                                           "shrinkB": 3} if far else None)
             box = ann.get_window_extent(renderer)
             fits = (box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
-                    and not any(box.overlaps(t) for t in taken))
+                    and not any(box.overlaps(t) for t in taken)
+                    and not (avoid_soft and any(box.overlaps(t) for t in soft)))
             if fits:
                 taken.append(box)
                 placed.append(ann)
