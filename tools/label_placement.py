@@ -2,8 +2,9 @@
 
 Each label tries a fixed list of offsets around its point (close ones first, then farther ones with a leader line)
 and takes the first whose text box stays inside the axes and overlaps neither another label nor an obstacle (the
-point markers, other texts); "soft" obstacles (error bars) are avoided where any offset allows, else crossed. A label that fits nowhere is left out (the legend still names the point); the order
-of the points and of the offsets is fixed, so the placement is deterministic.
+point markers, other texts); "soft" obstacles (error bars) are avoided where any offset allows, else crossed. A
+label that fits nowhere is left out (the legend still names the point); the order of the points and of the offsets
+is fixed, so the placement is deterministic.
 """
 from __future__ import annotations
 
