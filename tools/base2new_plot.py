@@ -2,10 +2,11 @@
 
 Trade-off scatter (one panel per dataset, the Average first, in a grid of up to 4 columns): x = base accuracy,
 y = new accuracy, one point per method at its mean over seeds with ±1 std error bars (population std, as
-``tools.results``), dashed HM iso-lines HM = 2·B·N / (B + N) = h, i.e. N = h·B / (2B - h), and zero-shot CLIP as a
-black star with a dotted cross through it (points up and to the right of the cross beat it on both). The
-Average panel is the mean over datasets of base and of new (no error bars: that mean is not over seeds). With the
-published numbers attached (``--compare reported``), each method's published point is a hollow marker of its colour.
+``tools.results``), dashed HM iso-lines HM = 2·B·N / (B + N) = h (the H of CoCoOp, Zhou et al., CVPR 2022),
+i.e. N = h·B / (2B - h), and zero-shot CLIP as a black star with a dotted cross through it (points up and to the
+right of the cross beat it on both). The Average panel is the mean over datasets of base and of new (no error
+bars: that mean is not over seeds). With the published numbers attached (``--compare reported``), each method's
+published point is a hollow marker of its colour.
 
 Bar view (``--view bars``): Base, New and HM panels, datasets along x, one bar per method with ±1 std error bars,
 the y axis zoomed to the data (bars do not start at 0: read the tick labels).
@@ -20,7 +21,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from tools.figure_style import (check_out, describe, figure_style, is_zero_shot, legend_below, method_styles,
-                                ordered_methods, padded_limits, panel_title, save, set_title)
+                                ordered_methods, padded_limits, panel_title, save, seed_std, set_title)
 from tools.label_placement import marker_box, place_labels
 from tools.results import AVERAGE, ResultsError, Row, Summary, harmonic_mean
 
@@ -42,8 +43,7 @@ def base2new_rows(summary: Summary) -> List[Row]:
 
 
 def _std(row: Row, metric: str) -> float:
-    cell = row.cells[metric]
-    return cell.std if cell.std is not None and cell.n > 1 else 0.0
+    return seed_std(row.cells[metric])
 
 
 def hm_levels(x_lim: Tuple[float, float], y_lim: Tuple[float, float], nbins: int = 5) -> List[float]:

@@ -103,6 +103,11 @@ def padded_limits(values: Iterable[float], fraction: float = 0.08, minimum: floa
     return lo - pad, hi + pad
 
 
+def seed_std(cell) -> float:
+    """A cell's std over seeds for an error bar: 0 for one seed and for derived numbers (HM, averages)."""
+    return cell.std if cell.std is not None and cell.n > 1 else 0.0
+
+
 def panel_title(dataset: str, n_datasets: int = 0) -> str:
     return f"Average over {n_datasets} datasets" if dataset == AVERAGE else dataset
 

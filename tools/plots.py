@@ -24,7 +24,7 @@ import numpy as np
 
 from tools.base2new_plot import plot_base2new
 from tools.figure_style import (check_out, describe, figure_style, is_zero_shot, legend_below, method_styles,
-                                ordered_methods, padded_limits, panel_title, save, set_title)
+                                ordered_methods, padded_limits, panel_title, save, seed_std, set_title)
 from tools.results import AVERAGE, Reported, ResultsError, Summary, summarize
 
 import matplotlib.pyplot as plt  # noqa: E402  (figure_style chose the Agg backend)
@@ -43,10 +43,6 @@ def _rows(summary: Summary, protocol: str) -> list:
     if not rows:
         raise ResultsError(f"No {protocol} results to plot.")
     return rows
-
-
-def _std(cell) -> float:
-    return cell.std if cell.std is not None and cell.n > 1 else 0.0
 
 
 def _zero_shot_reference(summary: Summary, dataset: str, datasets: Sequence[str]) -> Optional[float]:
@@ -88,7 +84,7 @@ def draw_fewshot(summary: Summary, title: str = "Few-shot classification: accura
             st = styles[label]
             k = [r.shots for r in pts]
             mean = np.array([r.cells["acc"].mean for r in pts])
-            std = np.array([_std(r.cells["acc"]) for r in pts])
+            std = np.array([seed_std(r.cells["acc"]) for r in pts])
             ax.plot(k, mean, marker=st["marker"], color=st["color"], markersize=4, label=label)
             if std.any():
                 ax.fill_between(k, mean - std, mean + std, color=st["color"], alpha=0.18, lw=0, gid="std-band")
