@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
+from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 # (dx, dy) in points, with the text alignment that keeps the box on the far side of the point.
 NEAR = [(5, 4), (5, -4), (-5, 4), (-5, -4), (0, 7), (0, -7), (8, 0), (-8, 0)]
-FAR = [(dx * k, dy * k) for k in (2.5, 4.0) for dx, dy in NEAR]
+FAR = [(dx * k, dy * k) for k in (2.5, 4.0, 6.0) for dx, dy in NEAR]
 
 
 def _alignment(dx: float, dy: float) -> Tuple[str, str]:
@@ -51,7 +52,8 @@ def place_labels(ax, points: Sequence[Tuple[float, float]], texts: Sequence[str]
                               fontsize=fontsize, color=color[i] if color else "black", annotation_clip=False,
                               arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5", "shrinkA": 0,
                                           "shrinkB": 3} if far else None)
-            box = ann.get_window_extent(renderer)
+            ann.update_positions(renderer)
+            box = Text.get_window_extent(ann, renderer)  # the text alone, not its leader line
             fits = (box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
                     and not any(box.overlaps(t) for t in taken)
                     and not (avoid_soft and any(box.overlaps(t) for t in soft)))
