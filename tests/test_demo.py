@@ -3,7 +3,7 @@
 What must hold for the pipeline to be alive: zero-shot transfer exists (above chance on base and new classes), CoOp
 trains (its training loss falls), prompt tuning pays on the classes it was tuned on (CoOp's base accuracy above
 zero-shot's; on ToyShapes, whose infrared photos the hand-written prompt does not describe, by about 12 points, see
-docs/TOY.md), both halves are evaluated, and the table is written.
+docs/TOY.md), both halves are evaluated, and the table and the figure are written.
 """
 import glob
 import json
@@ -44,3 +44,5 @@ def test_toy_base_to_new_demo(tmp_path):
     assert losses[-1] < losses[0]
     table = open(os.path.join(out, "results.md")).read()
     assert "ToyShapes" in table and "CoOp" in table and "ZeroshotCLIP" in table
+    figure = os.path.join(out, "results.png")
+    assert open(figure, "rb").read(8) == b"\x89PNG\r\n\x1a\n", f"the demo wrote no figure at {figure}"

@@ -5,7 +5,7 @@ so trainers added later are included) on a toy dataset (``configs/datasets/toy_*
 images are infrared photos that the hand-written prompt does not describe, see docs/TOY.md) with the tiny pretrained
 CLIP (``toyclip``, set by the toy configs), over seeds 1 2 3. The runs go through the sweep runner (parallel CPU
 processes; finished runs are reused, interrupted ones resume), then the base / new / HM table (mean over seeds) is
-printed and written to ``<output>/results.md``.
+printed and written to ``<output>/results.md``, and the base-versus-new trade-off figure to ``<output>/results.png``.
 
     python -m tools.demo                      # everything, full toy epochs
     python -m tools.demo --quick              # 1 epoch per run (CI); written to output/demo-quick/
@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence
 import yaml
 
 from tools import results, sweep
+from tools.base2new_plot import plot_base2new
 from tools.protocols import CONFIGS_DIR, REPO_ROOT, SEEDS, ProtocolError, Run, Settings, expand
 
 TOY_CONFIG = "toy"
@@ -160,6 +161,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table = results.report(summary, "markdown")
     table_file.write_text(header(dataset, trainers, args.seeds, args.quick) + "\n" + table)
     print(f"Table written to {table_file}")
+    try:
+        print(f"Figure written to {plot_base2new(summary, output / 'results.png')}")
+    except results.ResultsError as e:
+        print(f"warning: no figure: {e}", file=sys.stderr)
     return status
 
 
