@@ -101,8 +101,9 @@ def run(args) -> int:
         raise UserError(f"Cannot use --output-dir {cfg.OUTPUT_DIR} ({e.strerror or e}); choose a writable "
                         "folder.") from None
 
-    with RunLock(cfg.OUTPUT_DIR):
+    with RunLock(cfg.OUTPUT_DIR) as lock:
         setup_logger(cfg.OUTPUT_DIR)
+        lock.warn_if_taken_over()
         remove_stale_temp_files(cfg.OUTPUT_DIR)
         if not args.eval_only and not args.no_train:
             manifest = read_manifest(cfg.RESUME or cfg.OUTPUT_DIR)

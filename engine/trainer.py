@@ -142,6 +142,13 @@ class TrainerBase:
         self._manifest = manifest
         prune(directory, manifest, names, keep_last, protect)
 
+    def _start_manifest(self) -> None:
+        """A fresh run writes an empty manifest first, so module files without a manifest are never taken for a
+        complete epoch of this code (only for an older run's, or released weights)."""
+        self._manifest = new_manifest(self._trainer_name(), self.get_model_names())
+        self._manifest["config"] = config_dict(self.cfg)
+        write_manifest(self.output_dir, self._manifest)
+
     def extra_checkpoint_state(self, name: str) -> dict:
         """Extra plain values to store with a registered model (tensors, numbers, strings)."""
         return {}
@@ -360,6 +367,8 @@ class SimpleTrainer(TrainerBase):
     def before_train(self):
         directory = self.cfg.RESUME or self.output_dir
         self.start_epoch = self.resume_model_if_exist(directory)
+        if self.start_epoch == 0 and self.get_model_names():
+            self._start_manifest()
         self._truncate_metrics(self.start_epoch)
         self.time_start = time.time()
 

@@ -50,6 +50,7 @@ class RunLock:
         self.lock_path = os.path.join(output_dir, LOCK_FILE)
         self.note_path = os.path.join(output_dir, NOTE_FILE)
         self._lock = FileLock(self.lock_path)
+        self.taken_over = None
 
     def acquire(self) -> "RunLock":
         os.makedirs(self.output_dir, exist_ok=True)
@@ -59,15 +60,18 @@ class RunLock:
             raise RunLockedError(
                 f"{self.output_dir} is in use by another run ({_describe(_read_note(self.note_path))}). Wait for it "
                 "to finish, stop it, or choose another --output-dir.") from None
-        previous = _read_note(self.note_path)
-        if os.path.exists(self.note_path):
-            logger.warning("Taking over %s from a run that ended without releasing it (%s); its saved epochs are "
-                           "kept and this run resumes from them.", self.output_dir, _describe(previous))
+        self.taken_over = _read_note(self.note_path) if os.path.exists(self.note_path) else None
         from engine.utils.checkpoint import atomic_write_text
 
         note = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "argv": sys.argv}
         atomic_write_text(json.dumps(note) + "\n", self.note_path)
         return self
+
+    def warn_if_taken_over(self) -> None:
+        """Log (once logging is set up) that the lock was left by a run that died."""
+        if self.taken_over is not None:
+            logger.warning("Taking over %s from a run that ended without releasing it (%s); its saved epochs are "
+                           "kept and this run resumes from them.", self.output_dir, _describe(self.taken_over))
 
     def release(self) -> None:
         if not self._lock.is_locked:
