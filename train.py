@@ -107,7 +107,7 @@ def run(args) -> int:
         remove_stale_temp_files(cfg.OUTPUT_DIR)
         if not args.eval_only and not args.no_train:
             manifest = read_manifest(cfg.RESUME or cfg.OUTPUT_DIR)
-            if manifest is not None and manifest.get("config") is not None:  # refuse before config.yaml is written
+            if manifest and manifest.get("epochs") and manifest.get("config"):  # refuse before config.yaml is written
                 check_resume_config(manifest["config"], cfg, cfg.RESUME or cfg.OUTPUT_DIR, args.allow_config_change)
         set_random_seed(cfg.SEED, deterministic=cfg.DETERMINISTIC)
         logger.info("** Arguments **\n%s", "\n".join(f"{k}: {v}" for k, v in sorted(vars(args).items())))

@@ -8,9 +8,12 @@ Differences from Dassl, all on the engineering side (codebase_anchors §6):
   itself on its last batch is not stepped twice;
 - checkpoints hold the registered modules' state (never the frozen CLIP), the optimiser, the scheduler and every RNG
   state as plain tensors, are written atomically every ``TRAIN.CHECKPOINT_FREQ`` epochs (newest
-  ``TRAIN.KEEP_LAST`` kept) and load with ``weights_only=True``; a killed run restarted with the same command
-  continues from its last checkpoint and, on CPU with a fixed seed, ends with the same metrics;
-- every epoch appends a line to ``metrics.jsonl``; every evaluation writes ``results.json``;
+  ``TRAIN.KEEP_LAST`` kept) and load with ``weights_only=True``; an epoch counts as saved once the manifest
+  (``engine.checkpoint_set``) declares it complete for every module, so a killed run restarted with the same
+  command continues from one consistent epoch (with the same config, see ``engine.config_fingerprint``) and, on
+  CPU with a fixed seed, ends bit-identical to an uninterrupted run;
+- every epoch appends a line to ``metrics.jsonl`` before its checkpoint; every test evaluation writes
+  ``results.json``;
 - a NaN/Inf loss stops the run with a message saying where and what to try; saved checkpoints are untouched;
 - train/eval switching acts only on registered modules, so frozen CLIP stays in eval mode (BatchNorm in RN50).
 """
@@ -32,6 +35,7 @@ from engine.checkpoint_set import (BEST_FILE, CheckpointMismatchError, Checkpoin
                                    read_manifest, write_manifest)
 from engine.config_fingerprint import OVERRIDE_FLAG, check_resume_config, config_dict, format_diff
 from engine.data import DataManager
+from engine.errors import UserError
 from engine.evaluation import build_evaluator
 from engine.run_files import append_line, truncate_epoch_lines
 from engine.utils import (CheckpointError, CorruptCheckpointError, MetricMeter, atomic_write_text, get_rng_state,
@@ -167,7 +171,8 @@ class TrainerBase:
         cfg = getattr(self, "cfg", None)
         changes = []
         if manifest is not None and manifest.get("config") is not None and cfg is not None:
-            changes = check_resume_config(manifest["config"], cfg, directory, getattr(self, "allow_config_change", False))
+            allow = getattr(self, "allow_config_change", False)
+            changes = check_resume_config(manifest["config"], cfg, directory, allow)
         elif cfg is not None:
             logger.warning("%s has no checkpoint manifest (an older run): its config cannot be compared with this one.",
                            directory)
@@ -211,7 +216,7 @@ class TrainerBase:
         """Load trained modules for evaluation: ``model.pth.tar-<epoch>``, else the best, else the newest epoch
         complete for every module. All modules must come from one epoch."""
         if not directory:
-            raise ValueError("--model-dir is required with --eval-only: the run directory of a trained model.")
+            raise UserError("--model-dir is required with --eval-only: the run directory of a trained model.")
         names = self.get_model_names()
         best = epoch is None and all(os.path.isfile(os.path.join(directory, n, BEST_FILE)) for n in names)
         if epoch is None and not best:

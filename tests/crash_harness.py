@@ -76,7 +76,8 @@ class Injector:
         def replace(src, dst, *a, **k):
             real_replace(src, dst, *a, **k)
             leftover = os.path.join(os.path.dirname(str(dst)), ".tmp-killed")
-            inj._point("write", str(dst), (lambda: open(leftover, "wb").write(b"x" * 10)) if inj.leave == "tmp" else None)
+            left = (lambda: open(leftover, "wb").write(b"x" * 10)) if inj.leave == "tmp" else None
+            inj._point("write", str(dst), left)
 
         def remove(path, *a, **k):
             real_remove(path, *a, **k)
