@@ -14,10 +14,14 @@ logger = logging.getLogger(__name__)
 def remove_stale_temp_files(output_dir: str) -> List[str]:
     """Delete the ``.tmp-*`` files of atomic writes under ``output_dir`` (a run killed mid-write leaves one).
 
-    Call it only while holding the output directory's lock: a live run's temporary files look the same.
+    Looks in the folder and its sub-folders (module checkpoints), skipping any that holds another run (its own
+    lock file). Call it only while holding the output directory's lock: a live run's temporary files look the same.
     """
+    from engine.utils.run_lock import LOCK_FILE
+
     removed = []
-    for folder, _, files in os.walk(output_dir):
+    for folder, dirs, files in os.walk(output_dir):
+        dirs[:] = [d for d in dirs if not os.path.exists(os.path.join(folder, d, LOCK_FILE))]
         for name in files:
             if name.startswith(TEMP_PREFIX):
                 path = os.path.join(folder, name)
