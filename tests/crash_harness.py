@@ -50,13 +50,19 @@ class Injector:
             return "start"
         return f"epoch{t.epoch + 1}"
 
-    def _point(self, kind: str, path: str, on_kill=None) -> None:
+    def _label(self, kind: str, path: str) -> Optional[str]:
+        """The label the next change of this kind to ``path`` gets (``None`` for files outside the run)."""
         rel = os.path.relpath(os.path.abspath(path), self.output_dir)
         if rel.startswith(".."):
-            return  # not a file of this run (e.g. a dataset cache)
+            return None  # not a file of this run (e.g. a dataset cache)
         key = f"{self._phase()}|{kind}|{rel}"
-        self._counts[key] += 1
-        label = f"{key}|{self._counts[key]}"
+        return f"{key}|{self._counts[key] + 1}"
+
+    def _point(self, kind: str, path: str, on_kill=None) -> None:
+        label = self._label(kind, path)
+        if label is None:
+            return
+        self._counts[label.rsplit("|", 1)[0]] += 1
         self.labels.append(label)
         if label == self.kill_at:
             if on_kill is not None:
@@ -84,11 +90,10 @@ class Injector:
             inj._point("remove", str(path))
 
         def append_line(path, record):
-            def partial():
+            if inj.leave == "partial" and inj._label("append", path) == inj.kill_at:  # killed while appending
                 with open(path, "a") as f:
                     f.write(json.dumps(record)[:7])
-            if inj.leave == "partial":
-                inj._point("append-partial", path, partial)
+                inj._point("append", path)
             real_append(path, record)
             inj._point("append", path)
 
