@@ -3,17 +3,14 @@ to an uninterrupted one; resumes refuse another config, another trainer's checkp
 second live run; a truncated newest checkpoint falls back to the previous complete epoch."""
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import threading
 
 import pytest
 import torch
 
 import train
-from engine.checkpoint_set import MANIFEST_FILE
 from tests.crash_harness import Injector, SimulatedKill, differences, final_state
 from tests.helpers import TINY_OPTS, TINY_VIT, make_color_dataset
 
