@@ -20,7 +20,9 @@ A benchmark subclass supplies only paths and naming rules::
    class, both drawn from ONE ``random.Random(SEED)`` in that order. CoOp draws the same way from Python's global
    ``random`` right after ``random.seed(SEED)``, so the subsets are CoOp's own. They are cached as JSON in
    ``<dataset_dir>/split_fewshot/`` with paths relative to the dataset folder, keyed by the split's SHA-256, the
-   shots and the seed: a moved ROOT still finds them, a changed split never serves stale ones.
+   shots and the seed: a moved ROOT still finds them, a changed split never serves stale ones. A class with fewer
+   than ``k`` training items keeps all of them (Dassl); one warning says so, and ``shots_per_class`` (recorded in
+   results.json) holds the actual count of every class.
 3. Keep the base or new half of the classes (``DATASET.SUBSAMPLE_CLASSES``, :func:`subsample_classes`).
 
 Missing folders, files and images raise :class:`MissingDataError` with one message that names the expected path
@@ -325,6 +327,27 @@ class BenchmarkDataset(DatasetBase):
                 val = test
         self.check_images(train, val, test)
         super().__init__(train_x=train, val=val, test=test)
+        if not self.test_only and cfg.DATASET.NUM_SHOTS >= 1:
+            self.warn_short_classes(cfg.DATASET.NUM_SHOTS)
+
+    @property
+    def shots_per_class(self) -> Dict[str, int]:
+        """Training items per class (see ``DatasetBase``); ``{}`` for a test-only set, which has no training data."""
+        return {} if self.test_only else super().shots_per_class
+
+    def warn_short_classes(self, num_shots: int) -> None:
+        """One warning when some classes have fewer than ``num_shots`` training items (they train on all of them)."""
+        counts = self.shots_per_class
+        short = {name: n for name, n in counts.items() if n < num_shots}
+        if not short:
+            return
+        smallest = min(short, key=short.get)
+        low, high = short[smallest], max(short.values())
+        log.warning("%s: DATASET.NUM_SHOTS is %d, but %d of %d classes have fewer training images (smallest: "
+                    "\"%s\" with %d), so those classes train on %s images each, not %d. results.json records "
+                    "the actual counts under \"shots_per_class\". Lower NUM_SHOTS to at most %d for a balanced "
+                    "%d-shot subset.", self.name, num_shots, len(short), len(counts), smallest, low,
+                    low if low == high else f"{low} to {high}", num_shots, low, low)
 
     # ---- what a subclass provides -------------------------------------------------------------------------------
     def create_split(self) -> Split:

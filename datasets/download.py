@@ -13,10 +13,13 @@ For each item of a dataset's source table (`datasets/sources.py`) that is not al
 2. verify it: the published MD5 / SHA-256 when one is known, otherwise a content check (a valid
    archive, a valid split JSON, 1000 ImageNet class names, not an HTML error page). A download
    that fails is deleted and never unpacked;
-3. unpack an archive into a hidden temporary folder inside the dataset folder and rename the
-   wanted entries into place. A rename is atomic, so an interrupted run never leaves a
-   half-extracted folder where the loaders look, and the temporary folder is always removed.
-   Entries already present are kept, never overwritten;
+3. unpack an archive into a hidden temporary folder inside the dataset folder, arrange the wanted
+   entries there exactly as they will lie in the dataset folder, check that every symbolic link
+   among them resolves inside the dataset folder, then rename them into place. A rename is atomic,
+   so an interrupted run never leaves a half-extracted folder where the loaders look, and the
+   temporary folder is always removed. Entries already present are kept, never overwritten. An
+   archive that is refused (corrupt, unsafe, or without the expected entries) installs nothing; a
+   download of this run is then deleted, a file the user put in `_downloads` is kept;
 4. check the layout (`datasets/layout.py`) and list exactly what is still missing, including
    images the split file lists but the disk lacks, with the manual steps where no automatic
    source exists (ImageNet, Stanford Cars images).
@@ -59,6 +62,15 @@ class DownloadError(RuntimeError):
 
 class ChecksumError(DownloadError):
     """A file is not the expected one (checksum or content check failed)."""
+
+
+class ArchiveError(ChecksumError):
+    """An archive that cannot be installed as it is: corrupt, unsafe (a member or link that would land or
+    resolve outside the dataset folder) or without the expected entries."""
+
+
+class DiskError(DownloadError):
+    """The file is fine but could not be unpacked on this disk (full, read-only, permissions)."""
 
 
 class _Truncated(OSError):
@@ -261,7 +273,9 @@ def is_archive(name: str) -> bool:
 
 def extract(archive: Path, into: Path, *, quiet: bool = True) -> None:
     """Unpack a zip or tar archive into `into`. Tar members that would land outside `into` (absolute
-    paths, "..", links pointing out) are refused by tarfile's "data" filter; zip paths are sanitised."""
+    paths, "..", hard or symbolic links pointing out, devices) are refused by tarfile's "data" filter
+    (raised as `ArchiveError`); zip paths are sanitised and zipfile never creates links. Errors of the
+    disk (full, read-only) are `DiskError`s: the archive itself is not at fault."""
     into.mkdir(parents=True, exist_ok=True)
     progress = dict(desc=f"unpack {archive.name}", unit="file", disable=quiet, leave=False)
     try:
@@ -273,8 +287,11 @@ def extract(archive: Path, into: Path, *, quiet: bool = True) -> None:
             with tarfile.open(archive, "r:*") as tf:
                 for member in tqdm(tf, **progress):
                     tf.extract(member, into, filter="data")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
-        raise DownloadError(f"cannot unpack {archive.name}: {err}") from err
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as err:
+        raise ArchiveError(f"cannot unpack {archive.name}: {err}.") from err
+    except OSError as err:
+        raise DiskError(f"cannot unpack {archive.name} into {into.parent}: {err}. The archive is kept in "
+                        f"{archive.parent}: fix the cause (disk space, permissions), then rerun.") from err
 
 
 def _locate(content: Path, rel: str, archive_name: str) -> Path:
@@ -285,9 +302,9 @@ def _locate(content: Path, rel: str, archive_name: str) -> Path:
     if len(top) == 1 and top[0].is_dir() and (top[0] / rel).exists():
         return top[0] / rel
     listing = ", ".join(sorted(entry.name for entry in top)[:10]) or "nothing"
-    raise DownloadError(
+    raise ArchiveError(
         f"{archive_name} has no '{rel}' (its top level holds: {listing}); the host may have "
-        "changed the archive. See DATASETS.md for the manual steps."
+        "changed the archive."
     )
 
 
@@ -304,9 +321,11 @@ def _resolve_moves(content: Path, moves: tuple[tuple[str, str], ...], archive_na
 
 
 def install_archive(archive: Path, mirror: Mirror, dataset_dir: Path, *, quiet: bool = True) -> list[str]:
-    """Unpack `archive` into a temporary folder inside `dataset_dir`, then rename each of
-    `mirror.moves` into place. Every source is located before anything is moved, so a wrong
-    archive places nothing. Returns the dataset-relative paths placed; present ones are kept."""
+    """Unpack `archive` into a temporary folder inside `dataset_dir`, arrange each of `mirror.moves`
+    in `<staging>/.placed/` exactly as it will lie in `dataset_dir`, check its links
+    (`check_links`), then rename each into place. Every source is located and every link checked
+    before anything is moved, so a wrong or unsafe archive places nothing. Returns the
+    dataset-relative paths placed; present ones are kept."""
     staging = dataset_dir / f".unpack-{mirror.file}"
     shutil.rmtree(staging, ignore_errors=True)  # left behind by a killed run
     try:
@@ -315,17 +334,47 @@ def install_archive(archive: Path, mirror: Mirror, dataset_dir: Path, *, quiet: 
         if mirror.inner:
             content = staging / ".inner-unpacked"
             extract(_locate(staging, mirror.inner, archive.name), content, quiet=quiet)
-        placed = []
+        mirrored = staging / ".placed"
+        wanted = []
         for src, rel in _resolve_moves(content, mirror.moves, archive.name):
-            dst = dataset_dir / rel
-            if is_present(str(dst) + ("/" if src.is_dir() else "")):
+            if is_present(str(dataset_dir / rel) + ("/" if src.is_dir() else "")):
                 continue
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
-            placed.append(rel)
-        return placed
+            (mirrored / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, mirrored / rel)
+            wanted.append(rel)
+        check_links(mirrored, wanted, archive.name)
+        for rel in wanted:
+            (dataset_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(mirrored / rel, dataset_dir / rel)
+        return wanted
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_links(mirrored: Path, rels: list[str], archive_name: str) -> None:
+    """Refuse (`ArchiveError`) any symbolic link under `mirrored/<rel>` that resolves outside `mirrored`.
+
+    `mirrored` holds the entries at the same relative paths they will have in the dataset folder, so a
+    relative link resolves here exactly as it will there: one that stays inside the temporary folder
+    but would point outside the dataset folder once moved (e.g. `images/x -> ../../y`) is caught.
+    Chains of links are followed (`os.path.realpath`). Hard links need no check: tarfile's "data"
+    filter only makes them to files inside the temporary folder, and a hard link is a file, not a path.
+    """
+    inside = os.path.realpath(mirrored)
+    for rel in rels:
+        top = mirrored / rel
+        links = [top] if top.is_symlink() else []
+        if top.is_dir() and not top.is_symlink():
+            for folder, dirs, files in os.walk(top):
+                links += [Path(folder, name) for name in dirs + files if Path(folder, name).is_symlink()]
+        for link in links:
+            resolved = os.path.realpath(link)
+            if os.path.commonpath([inside, resolved]) != inside:
+                shown = link.relative_to(mirrored).as_posix()
+                raise ArchiveError(
+                    f"{archive_name} is unsafe: its link '{shown}' -> '{os.readlink(link)}' would point "
+                    "outside the dataset folder once installed."
+                )
 
 
 def place_file(src: Path, dst: Path, *, copy: bool = False) -> None:
@@ -429,7 +478,7 @@ def _fetch_item(item: Item, dataset_dir: Path, downloads: Path, downloaders: Dow
             if mirror.note:
                 log(f"  note      {mirror.note}")
             if mirror.moves:
-                placed = install_archive(target, mirror, dataset_dir, quiet=quiet)
+                placed = _install_or_delete(target, mirror, dataset_dir, quiet, fresh=mirror not in on_disk)
                 log(f"  unpacked  {', '.join(placed) or 'nothing new'}")
                 if not keep_archives:
                     target.unlink()
@@ -443,6 +492,17 @@ def _fetch_item(item: Item, dataset_dir: Path, downloads: Path, downloaders: Dow
             continue
         return True, errors
     return False, errors
+
+
+def _install_or_delete(target: Path, mirror: Mirror, dataset_dir: Path, quiet: bool, *, fresh: bool) -> list[str]:
+    """`install_archive`; an archive it refuses is deleted when this run downloaded it (a file the user
+    supplied is theirs to inspect, so it stays)."""
+    try:
+        return install_archive(target, mirror, dataset_dir, quiet=quiet)
+    except ArchiveError:
+        if fresh:
+            target.unlink(missing_ok=True)
+        raise
 
 
 def _download(mirror: Mirror, target: Path, downloaders: Downloaders, quiet: bool,
@@ -470,11 +530,18 @@ def _link(mirror: Mirror) -> str:
 
 
 def _explain(err: DownloadError, mirror: Mirror, target: Path, *, fresh: bool) -> str:
+    """The error with advice that fits it: a bad file is not worth saving by hand from the same link."""
+    if isinstance(err, ArchiveError):
+        if fresh:
+            return (f"{err} The download was deleted and nothing from it was installed. The file on the "
+                    "host is not usable as it is: see DATASETS.md for other sources and the manual steps.")
+        return (f"{err} Nothing from {target} was installed: delete or replace it (DATASETS.md lists the "
+                "sources), then rerun.")
     if isinstance(err, ChecksumError):
         if fresh:
             return f"{err} The download was deleted and not unpacked."
         return f"{err} {target} was not unpacked: delete or replace it, then rerun."
-    if mirror.url or mirror.gdrive_id:
+    if (mirror.url or mirror.gdrive_id) and not isinstance(err, DiskError):
         return f"{mirror.file}: {err} By hand: save {_link(mirror)} as {target}, then rerun."
     return f"{mirror.file}: {err}"
 

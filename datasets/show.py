@@ -28,6 +28,7 @@ def build_cfg(root: str, dataset_config_file: str, num_shots: int, seed: int, su
     cfg.DATASET.NUM_SHOTS = num_shots
     cfg.DATASET.SUBSAMPLE_CLASSES = subsample
     cfg.SEED = seed
+    cfg.OUTPUT_DIR = ""  # no run: nothing is recorded in an output folder
     cfg.freeze()
     return cfg
 

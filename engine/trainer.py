@@ -38,8 +38,10 @@ from engine.data import DataManager
 from engine.errors import UserError
 from engine.evaluation import build_evaluator
 from engine.run_files import append_line, truncate_epoch_lines
-from engine.utils import (CheckpointError, CorruptCheckpointError, MetricMeter, atomic_write_text, get_rng_state,
-                          git_commit, load_checkpoint, save_checkpoint, set_rng_state, versions)
+from engine.utils import (AverageMeter, CheckpointError, CorruptCheckpointError, MetricMeter, atomic_write_text,
+                          get_rng_state, git_commit, load_checkpoint, save_checkpoint, set_rng_state, versions)
+from engine.utils.dassl_checkpoint import load_checkpoint_or_dassl
+from engine.utils.progress import progress_line, should_print
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +234,7 @@ class TrainerBase:
                 raise CheckpointNotFoundError(
                     f'No checkpoint for "{name}" at {path or model_dir}; that folder holds {found}. Check '
                     "--model-dir (the training run's output directory) and --load-epoch.")
-            ckpt = load_checkpoint(path, map_location=self.device)
+            ckpt = load_checkpoint_or_dassl(path, map_location=self.device)  # released Dassl files too
             logger.info('Loading weights to "%s" from %s (epoch %s)', name, path, ckpt.get("epoch"))
             self.load_checkpoint_state(name, ckpt, path)
             loaded[name] = ckpt.get("epoch")
@@ -426,9 +428,7 @@ class SimpleTrainer(TrainerBase):
             split, loader = "test", self.test_loader
         logger.info("Evaluate on the *%s* set", split)
         self.before_test()
-        for batch in loader:
-            inputs, label = self.parse_batch_test(batch)
-            output = self.model_inference(inputs)
+        for output, label in self.evaluation_outputs(loader):
             self.evaluator.process(output, label)
         self.after_test()
         results = self.evaluator.evaluate()
@@ -436,6 +436,12 @@ class SimpleTrainer(TrainerBase):
             self.last_results = dict(results)
             self.write_results(results, split)
         return list(results.values())[0]
+
+    def evaluation_outputs(self, loader):
+        """``(logits, labels)`` per batch of ``loader`` (a trainer may override it, e.g. to reuse stored features)."""
+        for batch in loader:
+            inputs, label = self.parse_batch_test(batch)
+            yield self.model_inference(inputs), label
 
     def model_inference(self, input):
         return self.model(input)
@@ -458,6 +464,7 @@ class SimpleTrainer(TrainerBase):
             "backbone": cfg.MODEL.BACKBONE.NAME,
             "seed": cfg.SEED,
             "num_shots": cfg.DATASET.NUM_SHOTS,
+            "shots_per_class": self.dm.dataset.shots_per_class,
             "subsample_classes": cfg.DATASET.SUBSAMPLE_CLASSES,
             "split": split,
             "eval_only": eval_only,
@@ -501,23 +508,26 @@ class TrainerX(SimpleTrainer):
     """Trainer on labelled data only (the base class of the CoOp family)."""
 
     def run_epoch(self):
+        """Dassl's loop and log lines (:mod:`engine.utils.progress`). The schedulers step after the last batch's
+        ``forward_backward`` and before its line, as in Dassl's trainers, so that line shows the next epoch's LR;
+        ``metrics.jsonl`` records the LR the epoch ran at."""
         self.set_model_mode("train")
-        losses = MetricMeter()
+        losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()
         self._epoch_lr = self.get_current_lr()
         loader = self.train_loader_x
         self.num_batches = len(loader)
-        print_freq = self.cfg.TRAIN.PRINT_FREQ
-        t0 = time.time()
+        t0 = end = time.time()
         for self.batch_idx, batch in enumerate(loader):
+            data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
+            if self.batch_idx + 1 == self.num_batches:
+                self.update_lr()
+            batch_time.update(time.time() - end)
             losses.update(loss_summary)
-            done = self.batch_idx + 1
-            if done % print_freq == 0 or self.num_batches < print_freq or done == self.num_batches:
-                elapsed = time.time() - t0
-                remaining = (self.num_batches - done) + (self.max_epoch - self.epoch - 1) * self.num_batches
-                eta = str(datetime.timedelta(seconds=int(elapsed / done * remaining)))
-                logger.info("epoch [%d/%d] batch [%d/%d] %s lr %.4e eta %s", self.epoch + 1, self.max_epoch, done,
-                            self.num_batches, losses, self.get_current_lr(), eta)
+            if should_print(self.batch_idx, self.num_batches, self.cfg.TRAIN.PRINT_FREQ):
+                logger.info(progress_line(self.epoch, self.max_epoch, self.batch_idx, self.num_batches, batch_time,
+                                          data_time, losses, self.get_current_lr()))
+            end = time.time()
         self._epoch_time = time.time() - t0
         self._epoch_losses = losses.averages()
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Few-shot classification (CoOp protocol): train and test on all classes with K shots per class. CoOp's epochs
 # follow its recipe (1 shot: _ep50, 2/4 shots: _ep100, 8/16 shots: 200 epochs; ImageNet always _ep50) unless CFG
-# is given. The commands are built by tools/protocols.py.
+# is given. Nemesis follows the same recipe with the rn50_pun* configs, and the rn50_pun_fp* ones on Food101 and
+# OxfordPets (the released code's omega 1 and PAN scale 50 there). RESTORE runs its base-to-new config without the
+# per-dataset ratios, as its only released few-shot script (ratios 0.1 / 0.1, lambda 1; pass KEY VALUE pairs such
+# as TRAINER.RESTORE.VIS_CALIB_R 0.15 to change them). The commands are built by tools/protocols.py.
 #
 #   scripts/fewshot.sh TRAINER DATASET|all [SHOTS|all] [SEED|all] [CFG] [KEY VALUE ...]
 #

@@ -34,15 +34,19 @@ class TestColors(BenchmarkDataset):
 
 
 def make_color_dataset(root: str, n_classes: int = 6, n_train: int = 8, n_val: int = 2, n_test: int = 4,
-                       size: int = 32, seed: int = 0) -> str:
-    """Write the dataset under ``root`` (once) and return the dataset folder."""
+                       size: int = 32, seed: int = 0, classnames=None) -> str:
+    """Write the dataset under ``root`` (once) and return the dataset folder. ``classnames`` replaces the colour
+    names (class ``i`` keeps the ``i``-th colour, cyclically), e.g. to build a trainer on a fixture's classes."""
     folder = os.path.join(root, TestColors.dataset_dir)
     split_path = os.path.join(folder, TestColors.split_file)
     if os.path.isfile(split_path):
         return folder
     rng = np.random.default_rng(seed)
     split = {"train": [], "val": [], "test": []}
-    for label, (name, rgb) in enumerate(list(COLORS.items())[:n_classes]):
+    names = list(classnames) if classnames is not None else list(COLORS)[:n_classes]
+    colours = list(COLORS.values())
+    for label, name in enumerate(names):
+        rgb = colours[label % len(colours)]
         os.makedirs(os.path.join(folder, "images", name), exist_ok=True)
         counts = (("train", n_train), ("val", n_val), ("test", n_test))
         i = 0

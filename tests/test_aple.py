@@ -1,5 +1,6 @@
 """APLe: the image adapter against hand-derived spectra, the three per-batch updates against an independent
 computation of their losses and gradients, the frozen teacher, checkpoints and base -> new transfer."""
+import copy
 import glob
 import json
 import math
@@ -47,30 +48,74 @@ def test_adapter_fuses_with_beta_and_keeps_shape_and_dtype():
     assert torch.allclose(ImageAdapter("lowpass", 0.9, 0.05)(CHECKER.expand(1, 3, H, W)), 0.9 * CHECKER, atol=1e-6)
 
 
-# ---- image adapter: the draft reconstruction -------------------------------------------------------------------
-def test_draft_filter_removes_dc():
-    # DC of each channel is rolled to (H/2, W/2), where G = exp(-100): the filtered term vanishes, x~ = 0.9 x
+# ---- image adapter: the draft's filter -------------------------------------------------------------------------
+# The draft, per image [C, H, W]: S = shift(fft2(x)).real; y = ifft2(shift(S * G)).real, where shift rolls every
+# dimension by +(n // 2) and G is exp(-(u^2 + v^2) / (2 sigma^2)) on the unshifted fftfreq grid. A real spectral
+# entry at (c, k, l) therefore ends at (c + 2 (C // 2), k + 2 (H // 2), l + 2 (W // 2)) scaled by G at
+# (k + H // 2, l + W // 2); for RGB the channel moves from c to c + 2 = c - 1 (mod 3).
+def test_draft_filter_nearly_removes_dc():
+    # DC (0, 0) is scaled by G at (H/2, W/2): u = v = -1/2, exp(-(1/4 + 1/4) / (2 sigma^2)) = exp(-1/(4 sigma^2))
     constant = torch.tensor([1.0, 2.0, 3.0])[:, None, None].expand(3, H, W)
-    assert draft_filter(constant, 0.05).abs().max() < 1e-30
+    assert draft_filter(constant, 0.05).abs().max() < 1e-30  # exp(-100)
     assert torch.allclose(ImageAdapter("draft", 0.9, 0.05)(constant[None]), 0.9 * constant[None], atol=1e-6)
+    # sigma 0.5: gain exp(-1), and output channel c holds input channel c + 1
+    expected = math.exp(-1.0) * torch.tensor([2.0, 3.0, 1.0])[:, None, None].expand(3, H, W)
+    assert torch.allclose(draft_filter(constant, 0.5), expected, atol=1e-6)
 
 
-def test_draft_filter_passes_nyquist_as_a_constant_into_the_previous_channel():
-    # Amplitude a Nyquist pattern in channel c: F = a*H*W at (c, H/2, W/2); the roll by -(n//2) on (C, H, W)
-    # moves it to (c - 1, 0, 0), where G = 1; ifft2 without an inverse shift turns it into the constant a.
+def test_draft_filter_keeps_a_nyquist_checkerboard_in_the_previous_channel():
+    # Amplitude a at Nyquist in channel 1: F = a*H*W at (1, H/2, W/2); G at (H/2 + H/2, W/2 + W/2) = (0, 0) is 1;
+    # the two rolls bring it back to (H/2, W/2) in channel 1 + 2 = 0: the checkerboard a * (-1)^(h+w), unchanged.
     x = torch.zeros(3, H, W)
     x[1] = 2.0 * CHECKER
     y = draft_filter(x, 0.05)
-    assert torch.allclose(y[0], torch.full((H, W), 2.0), atol=1e-5)
+    assert torch.allclose(y[0], 2.0 * CHECKER, atol=1e-5)
     assert torch.allclose(y[1:], torch.zeros(2, H, W), atol=1e-5)
     out = ImageAdapter("draft", 0.9, 0.05)(x[None])[0]
-    assert torch.allclose(out[0], torch.full((H, W), 0.2), atol=1e-5)
+    assert torch.allclose(out[0], 0.2 * CHECKER, atol=1e-5)
     assert torch.allclose(out[1], 1.8 * CHECKER, atol=1e-5)
     assert torch.allclose(out[2], torch.zeros(H, W), atol=1e-5)
     # R, G, B -> G, B, R: output channel c receives input channel c + 1
     amplitudes = torch.tensor([1.0, 2.0, 3.0])
     y = draft_filter(amplitudes[:, None, None] * CHECKER, 0.05)
-    assert torch.allclose(y, torch.tensor([2.0, 3.0, 1.0])[:, None, None].expand(3, H, W), atol=1e-5)
+    assert torch.allclose(y, torch.tensor([2.0, 3.0, 1.0])[:, None, None] * CHECKER, atol=1e-5)
+    # 4 channels are rolled by 2 twice, a full turn: no permutation
+    four = torch.tensor([1.0, 2.0, 3.0, 4.0])[:, None, None] * CHECKER
+    assert torch.allclose(draft_filter(four, 0.05), four, atol=1e-5)
+
+
+def test_draft_filter_on_even_sizes_scales_cosines_and_drops_sines():
+    # cos(2 pi (2h/16 + w/16)) in channel 0: real entries HW/2 at (2, 1) and (-2, -1); the gain at (2 + 8, 1 + 8)
+    # is G(-6/16, -7/16), at (-2 + 8, -1 + 8) G(6/16, 7/16), the same; both come back to themselves in channel 2.
+    sigma = 0.3
+    phase = 2 * math.pi * (2 * ROWS / 16 + COLS / 16)
+    x = torch.zeros(3, H, W)
+    x[0] = torch.cos(phase)
+    gain = math.exp(-((6 / 16) ** 2 + (7 / 16) ** 2) / (2 * sigma ** 2))
+    expected = torch.zeros(3, H, W)
+    expected[2] = gain * torch.cos(phase)
+    assert torch.allclose(draft_filter(x, sigma), expected, atol=1e-6)
+    # a sine has a purely imaginary spectrum, which the real cast drops
+    x[0] = torch.sin(phase)
+    assert draft_filter(x, sigma).abs().max() < 1e-6
+
+
+def test_draft_filter_on_odd_sizes_moves_each_frequency_by_minus_one():
+    # H = 15, W = 9 (H // 2 = 7, W // 2 = 4); cos(2 pi (2h/15 + w/9)) in channel 0 has real entries HW/2 at (2, 1)
+    # and (-2, -1). (2, 1): gain at index (9, 5) = frequencies (-6/15, -4/9), lands at (2 + 14, 1 + 8) = (1, 0).
+    # (-2, -1): gain at index (5, 3) = (5/15, 3/9), lands at (-2 + 14, -1 + 8) = (-3, -2). Real part of the ifft:
+    # y = 1/2 [g1 cos(2 pi h / 15) + g2 cos(2 pi (3h/15 + 2w/9))], in channel 0 + 2.
+    sigma = 0.3
+    rows = torch.arange(15, dtype=torch.float64)[:, None]
+    cols = torch.arange(9, dtype=torch.float64)[None, :]
+    x = torch.zeros(3, 15, 9)
+    x[0] = torch.cos(2 * math.pi * (2 * rows / 15 + cols / 9)).float()
+    g1 = math.exp(-((6 / 15) ** 2 + (4 / 9) ** 2) / (2 * sigma ** 2))
+    g2 = math.exp(-((5 / 15) ** 2 + (3 / 9) ** 2) / (2 * sigma ** 2))
+    expected = torch.zeros(3, 15, 9)
+    expected[2] = (0.5 * (g1 * torch.cos(2 * math.pi * rows / 15).expand(15, 9)
+                          + g2 * torch.cos(2 * math.pi * (3 * rows / 15 + 2 * cols / 9)))).float()
+    assert torch.allclose(draft_filter(x, sigma), expected, atol=1e-6)
 
 
 def test_draft_filter_is_a_mild_rescaling_of_smooth_images_and_filters_each_image_alone():
@@ -201,6 +246,40 @@ def test_each_step_updates_only_its_prompts_with_its_loss(data_root, tmp_path):
     # the teacher (the frozen backbone) is untouched and holds nothing trainable
     assert all(torch.equal(v, t.clip_model.state_dict()[k]) for k, v in clip_before.items())
     assert not any(p.requires_grad for p in t.clip_model.parameters())
+
+
+def test_teacher_templates_are_the_drafts_by_default_and_coops_by_key(data_root, tmp_path):
+    draft = {"OxfordPets": "a type of pet, a photo of a {}.", "OxfordFlowers": "a type of flower, a photo of a {}.",
+             "FGVCAircraft": "a type of aircraft, a photo of a {}.", "DescribableTextures": "a texture of {}.",
+             "Food101": "a type of food, a photo of {}.", "EuroSAT": "a centered satellite photo of {}.",
+             "UCF101": "a photo of a person doing {}.", "Caltech101": "a photo of a {}.",
+             "ImageNet": "a photo of a {}.", "TestColors": "a photo of a {}."}
+    coop = {"OxfordPets": "a photo of a {}, a type of pet.", "DescribableTextures": "{} texture.",
+            "Food101": "a photo of {}, a type of food.", "EuroSAT": "a centered satellite photo of {}."}
+    for key, table in (("draft", draft), ("coop", coop)):
+        _, t = _trainer(data_root, tmp_path / key, opts=["TRAINER.APLE.TEACHER_TEMPLATES", key])
+        for name, template in table.items():
+            t.cfg.defrost()
+            t.cfg.DATASET.NAME = name
+            assert t.teacher_template == template, (key, name)
+    with pytest.raises(ValueError, match="TRAINER.APLE.TEACHER_TEMPLATES"):
+        _trainer(data_root, tmp_path / "bad", opts=["TRAINER.APLE.TEACHER_TEMPLATES", "clip"])
+
+
+def test_teacher_is_an_fp32_clip_and_a_separate_copy_under_half_precision(data_root, tmp_path):
+    _, t = _trainer(data_root, tmp_path / "run")
+    assert t.teacher_clip is t.clip_model  # fp32 weights already: the same frozen weights serve as the teacher
+    loaded = copy.deepcopy(t.clip_model)  # a freshly loaded fp32 backbone
+    reference = {k: v.clone() for k, v in loaded.state_dict().items()}
+    t.precision.backbone_dtype = torch.float16  # as under PREC fp16 on a GPU
+    student = t.prepare_backbone(loaded)
+    teacher = t.build_teacher()
+    assert teacher is not student
+    assert all(p.dtype == torch.float16 for p in student.parameters())
+    for k, v in teacher.state_dict().items():
+        assert v.dtype == torch.float32 and torch.equal(v, reference[k]), k
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert "teacher" not in " ".join(t.get_model_names())  # never registered, so never saved
 
 
 @pytest.mark.parametrize("opts, calls", [

@@ -225,6 +225,27 @@ def test_vpt_text_is_fixed_zero_shot_and_vision_is_prompted(tmp_path):
     assert [k for k, _ in v.named_parameters()] == ["ctx", "deep.0", "deep.1"]
 
 
+# ---- CoOp --------------------------------------------------------------------------------------------------------
+def test_coop_csc_with_ctx_init_is_one_shared_context_by_default_as_official(tmp_path, caplog):
+    words = ["TRAINER.COOP.CTX_INIT", "a photo of a", "TRAINER.COOP.CSC", "True"]
+    with caplog.at_level("WARNING"):
+        t = build(tmp_path, "CoOp", opts=words)
+    bb = t.clip_model
+    with torch.no_grad():
+        expected = bb.token_embedding(bb.tokenize("a photo of a"))[0, 1:5].float()  # the 4 words' embeddings
+    ctx = t.prompt_learner.state_dict()["ctx"]  # what the checkpoint holds: the official [n_ctx, d_t]
+    assert ctx.shape == (4, bb.text_width) and torch.equal(ctx, expected)
+    assert "TRAINER.COOP.CSC True is ignored" in caplog.text and "CSC_WITH_INIT per_class" in caplog.text
+    per_class = build(tmp_path, "CoOp", "per_class", opts=[*words, "TRAINER.COOP.CSC_WITH_INIT", "per_class"])
+    ctx = per_class.prompt_learner.ctx
+    assert ctx.shape == (len(per_class.classnames), 4, bb.text_width)
+    assert all(torch.equal(c, expected) for c in ctx.detach())
+    random_csc = build(tmp_path, "CoOp", "random", opts=["TRAINER.COOP.CSC", "True", "TRAINER.COOP.N_CTX", "3"])
+    assert random_csc.prompt_learner.ctx.shape == (len(random_csc.classnames), 3, bb.text_width)  # CSC applies
+    with pytest.raises(ValueError, match="TRAINER.COOP.CSC_WITH_INIT"):
+        build(tmp_path, "CoOp", "bad", opts=[*words, "TRAINER.COOP.CSC_WITH_INIT", "each"])
+
+
 # ---- CoCoOp ------------------------------------------------------------------------------------------------------
 def test_cocoop_with_a_zero_meta_net_output_equals_zero_shot_clip(tmp_path):
     t = build(tmp_path, "CoCoOp")

@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import io
 import json
+import os
 import random
 import re
 import socket
@@ -307,7 +308,8 @@ def test_archive_without_expected_entry_places_nothing(server, tmp_path):
         moves=(("images", "images"), ("meta", "meta"))),)),))
     outcome, _ = run(source, tmp_path)
     assert "a.tar.gz has no 'meta' (its top level holds: images)" in outcome.errors[0]
-    assert not (tmp_path / "toy/images").exists()
+    assert "The download was deleted" in outcome.errors[0] and "save http" not in outcome.errors[0]
+    assert not (tmp_path / "toy/images").exists() and not (tmp_path / dl.DOWNLOADS / "toy/a.tar.gz").exists()
     assert leftovers(tmp_path) == []
 
 
@@ -320,6 +322,96 @@ def test_tar_member_escaping_the_folder_is_refused(server, tmp_path):
     assert "cannot unpack a.tar.gz" in outcome.errors[0]
     assert not list(tmp_path.rglob("evil.txt")) and not (tmp_path / "toy/images").exists()
     assert leftovers(tmp_path) == []
+
+
+def tar_with_links(files: dict[str, bytes], links: dict[str, tuple[str, str]]) -> bytes:
+    """A tar.gz of regular files plus links: name -> ("sym" | "hard", target)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name, (kind, target) in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = (tarfile.SYMTYPE if kind == "sym" else tarfile.LNKTYPE), target
+            tf.addfile(info)
+    return buf.getvalue()
+
+
+def link_source(server, archive: bytes, moves=(("images", "images"),), provides=("images/",)) -> Source:
+    server.store["/a.tar.gz"] = archive
+    return Source("toy", (Item(provides, (Mirror("a.tar.gz", url=server.url("/a.tar.gz"), md5=md5(archive),
+                                                 moves=moves),)),))
+
+
+@pytest.mark.parametrize("prefix, moves", [
+    # A wrapping top-level folder is skipped when moving: every entry ends one level higher.
+    ("wrap/", (("images", "images"),)),
+    # A "dir/*" move: pkg/images/a -> images/a, one level up.
+    ("pkg/", (("pkg/*", ""),)),
+])
+def test_link_that_escapes_once_installed_is_refused_and_the_download_deleted(server, tmp_path, prefix, moves):
+    """The link stays inside the staging folder while unpacking (tarfile accepts it) and would point at
+    ROOT/secret.txt, outside the dataset folder, once installed one level higher."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the dataset folder")
+    link = "../../../secret.txt"
+    archive = tar_with_links({f"{prefix}images/a/1.jpg": b"1", f"{prefix}zz/z.txt": b"z"},
+                             {f"{prefix}images/a/evil": ("sym", link)})
+    outcome, _ = run(link_source(server, archive, moves), tmp_path)
+
+    assert len(outcome.errors) == 1
+    assert f"a.tar.gz is unsafe: its link 'images/a/evil' -> '{link}'" in outcome.errors[0]
+    assert "The download was deleted and nothing from it was installed" in outcome.errors[0]
+    assert "save http" not in outcome.errors[0]  # no advice to fetch the same bad file by hand
+    assert not (tmp_path / "toy/images").exists() and not (tmp_path / "toy/zz").exists()
+    assert not (tmp_path / dl.DOWNLOADS / "toy" / "a.tar.gz").exists()
+    assert leftovers(tmp_path) == [] and secret.read_text() == "outside the dataset folder"
+
+
+def test_chained_links_that_escape_are_refused(server, tmp_path):
+    """Read as text, images/a/evil -> ../up/../x stays in images/; followed through images/up -> .. it ends in the
+    staging folder while unpacking (accepted by tarfile) and in ROOT once installed one level higher."""
+    archive = tar_with_links({"wrap/images/a/1.jpg": b"1"},
+                             {"wrap/images/up": ("sym", ".."), "wrap/images/a/evil": ("sym", "../up/../x")})
+    outcome, _ = run(link_source(server, archive), tmp_path)
+    assert "its link 'images/a/evil' -> '../up/../x'" in outcome.errors[0]
+    assert not (tmp_path / "toy/images").exists() and leftovers(tmp_path) == []
+
+
+def test_links_that_stay_inside_the_dataset_folder_are_installed(server, tmp_path):
+    archive = tar_with_links({"images/a/1.jpg": b"1", "meta/m.txt": b"m"},
+                             {"images/b": ("sym", "a"), "images/a/m.txt": ("sym", "../../meta/m.txt"),
+                              "images/a/copy.jpg": ("hard", "images/a/1.jpg")})
+    source = link_source(server, archive, (("images", "images"), ("meta", "meta")), ("images/", "meta/"))
+    outcome, _ = run(source, tmp_path)
+    images = tmp_path / "toy/images"
+    assert outcome.errors == []
+    assert (images / "b/1.jpg").read_bytes() == b"1" and (images / "a/m.txt").read_bytes() == b"m"
+    assert os.readlink(images / "a/m.txt") == "../../meta/m.txt"
+    assert (images / "a/copy.jpg").read_bytes() == b"1" and not (images / "a/copy.jpg").is_symlink()
+
+
+def test_hard_link_to_a_file_outside_is_refused(server, tmp_path):
+    archive = tar_with_links({"images/a/1.jpg": b"1"}, {"images/a/evil": ("hard", "../../../etc/passwd")})
+    outcome, _ = run(link_source(server, archive), tmp_path)
+    assert "cannot unpack a.tar.gz" in outcome.errors[0] and "nothing from it was installed" in outcome.errors[0]
+    assert not (tmp_path / "toy/images").exists()
+    assert not (tmp_path / dl.DOWNLOADS / "toy" / "a.tar.gz").exists() and leftovers(tmp_path) == []
+
+
+def test_refused_user_supplied_archive_is_kept_with_advice(tmp_path):
+    archive = tar_with_links({"cars_train/1.jpg": b"1"}, {"cars_train/evil": ("sym", "../../x")})
+    supplied = tmp_path / dl.DOWNLOADS / "toy" / "cars_train.tgz"
+    supplied.parent.mkdir(parents=True)
+    supplied.write_bytes(archive)
+    source = Source("toy", (Item(("images/",), (Mirror("cars_train.tgz", md5=md5(archive),
+                                                      moves=(("cars_train", "images"),)),)),))
+    outcome, _ = run(source, tmp_path)
+    assert "cannot unpack cars_train.tgz: 'cars_train/evil' would link to" in outcome.errors[0]
+    assert f"Nothing from {supplied} was installed: delete or replace it" in outcome.errors[0]
+    assert supplied.read_bytes() == archive and not (tmp_path / "toy/images").exists()
 
 
 def test_html_page_instead_of_drive_file_is_refused(tmp_path):

@@ -242,3 +242,40 @@ def test_unsafe_or_mismatched_pickles_are_ignored(dtd, fake_dassl, caplog):
     assert "cannot read it safely" in caplog.text and "do not match" in caplog.text
     assert triples(two.train_x) == triples(expected_picks(d, split, 2, 2)[0])
     assert triples(one.train_x) == triples(expected_picks(d, split, 1, 2)[0])
+
+
+# --- NUM_SHOTS above the smallest class -------------------------------------------------------------------------------
+def test_more_shots_than_a_class_has_warns_once_and_records_the_actual_counts(dtd, caplog):
+    root, d, split = dtd
+    split["train"] = [e for e in split["train"] if not (e[2] == "bubbly" and int(e[0][-8:-4]) >= 2)]
+    write_split(d / "split_zhou_DescribableTextures.json", split)  # bubbly: 2 training images, the others 6
+    with caplog.at_level(logging.WARNING):
+        ds = DescribableTextures(make_cfg(root, num_shots=4, seed=1))
+    assert ds.shots_per_class == {"banded": 4, "blotchy": 4, "braided": 4, "bubbly": 2, "zigzagged": 4}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "NUM_SHOTS is 4" in warnings[0] and "1 of 5 classes" in warnings[0] and '"bubbly" with 2' in warnings[0]
+    assert "train on 2 images each, not 4" in warnings[0]
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        ds = DescribableTextures(make_cfg(root, num_shots=64, seed=1))
+    assert ds.shots_per_class == {"banded": 6, "blotchy": 6, "braided": 6, "bubbly": 2, "zigzagged": 6}
+    assert len(ds.train_x) == 26
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "5 of 5 classes" in warnings[0] and "2 to 6 images" in warnings[0]
+
+
+def test_enough_shots_give_no_warning_and_counts_follow_base_new_subsampling(dtd, caplog):
+    root, _, _ = dtd
+    with caplog.at_level(logging.WARNING):
+        ds = DescribableTextures(make_cfg(root, num_shots=6, seed=2, subsample="new"))
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert ds.shots_per_class == {"bubbly": 6, "zigzagged": 6}  # labels 3, 4 relabelled 0, 1
+    full = DescribableTextures(make_cfg(root, num_shots=-1))
+    assert full.shots_per_class == {c: 6 for c in CLASSES}
+
+
+def test_shots_per_class_keeps_classes_that_share_a_name_apart():
+    data = [Datum(f"/d/{i}.jpg", y, 0, "crane" if y < 2 else "heron") for i, y in enumerate([0, 0, 1, 2, 2, 2])]
+    assert DatasetBase(train_x=data).shots_per_class == {"crane (0)": 2, "crane (1)": 1, "heron": 3}

@@ -150,17 +150,27 @@ def _embeddings(learner):
         return learner().embeddings, learner.original().embeddings
 
 
-@pytest.mark.parametrize("base", ["clip", "coop", "maple"])
-def test_learned_prompt_starts_as_the_class_name_prompt(tmp_path, base):
-    t = _trainer(tmp_path, base, base=base)
+@pytest.mark.parametrize("base, opts, offset", [
+    ("clip", [], 0), ("coop", [], 0),
+    ("maple", ["TRAINER.LAMM.MAPLE_LABEL_SLOT", "name"], 2),  # "[SOS] ctx ctx of a {name}" -> name after "of a"
+])
+def test_learned_prompt_starts_as_the_class_name_prompt(tmp_path, base, opts, offset):
+    t = _trainer(tmp_path, base, base=base, opts=opts)
     learned, original = _embeddings(t.prompt_learner)
     assert torch.equal(learned, original)
-    expected_offset = 2 if base == "maple" else 0  # MaPLe: "[SOS] ctx ctx of a {name}" -> name after "of a"
-    assert t.prompt_learner.offset == expected_offset
+    assert t.prompt_learner.offset == offset
+
+
+def test_label_tokens_default_to_the_released_min_len(tmp_path):
+    t = _trainer(tmp_path, "defaults", base="coop")
+    names = ["red", "dark green car", "light blue"]  # 1, 3 and 2 tokens: min_len = 1 learned token per class
+    assert t.build_label_table(t.clip_model, names).counts == [1, 1, 1]
+    t = _trainer(tmp_path, "all", base="coop", opts=["TRAINER.LAMM.LABEL_TOKENS", "all"])
+    assert t.build_label_table(t.clip_model, names).counts == [1, 3, 2]
 
 
 def test_released_maple_slot_replaces_of_and_keeps_the_name(tmp_path):
-    t = _trainer(tmp_path, "slot", base="maple", opts=["TRAINER.LAMM.MAPLE_LABEL_SLOT", "released"])
+    t = _trainer(tmp_path, "slot", base="maple")  # the default slot
     learned, original = _embeddings(t.prompt_learner)
     n_ctx = t.prompt_learner.prompt.n_ctx
     slot = 1 + n_ctx  # "[SOS] ctx ctx of a {name}." -> the position of "of"

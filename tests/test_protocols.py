@@ -166,6 +166,36 @@ def test_per_dataset_values_are_added_to_training_runs_only(settings):
     assert "TRAINER.RESTORE.VIS_CALIB_R" not in train.argv  # no file for this dataset
 
 
+def test_nemesis_fewshot_sends_food101_and_pets_to_the_fixed_omega_configs(settings):
+    folder = settings.configs_dir / "trainers" / "Nemesis"
+    folder.mkdir(parents=True)
+    for stem in ("rn50_pun", "rn50_pun_fp"):
+        for suffix, epochs in (("_ep50", 50), ("_ep100", 100), ("", 200)):
+            (folder / f"{stem}{suffix}.yaml").write_text(f"OPTIM:\n  MAX_EPOCH: {epochs}\n")
+    for stem in ("food101", "oxford_pets"):
+        (settings.configs_dir / "datasets" / f"{stem}.yaml").write_text("DATASET:\n  NAME: X\n")
+    expected = {("oxford_pets", 1): "rn50_pun_fp_ep50", ("oxford_pets", 4): "rn50_pun_fp_ep100",
+                ("food101", 16): "rn50_pun_fp", ("dtd", 16): "rn50_pun", ("dtd", 2): "rn50_pun_ep100",
+                ("imagenet", 16): "rn50_pun_ep50"}
+    for (dataset, shots), config in expected.items():
+        (run,) = build_runs("fewshot", "Nemesis", dataset, 1, settings, shots=shots)
+        assert flag(run.argv, "--config-file").endswith(f"trainers/Nemesis/{config}.yaml"), (dataset, shots)
+    assert protocols.METHODS["Nemesis"].reported_names(["rn50_pun_fp"]) == ("CoOp+Nemesis-PUN",
+                                                                            "CoOp+Nemesis-PUN (ω=1)")
+
+
+def test_restore_fewshot_runs_without_the_per_dataset_ratios(settings):
+    folder = settings.configs_dir / "trainers" / "RESTORE"
+    (folder / "datasets").mkdir(parents=True)
+    (folder / "vit_b16_c2_ep10_batch4_2ctx.yaml").write_text("OPTIM:\n  MAX_EPOCH: 10\n")
+    (folder / "datasets" / "dtd.yaml").write_text("TRAINER:\n  RESTORE:\n    VIS_CALIB_R: 0.15\n")
+    (run,) = build_runs("fewshot", "RESTORE", "dtd", 1, settings, shots=1)
+    assert flag(run.argv, "--config-file").endswith("trainers/RESTORE/vit_b16_c2_ep10_batch4_2ctx.yaml")
+    assert opt_pairs(run.argv) == {"DATASET.NUM_SHOTS": "1"}  # the released script: defaults 0.1 / 0.1, lambda 1
+    train, _ = build_runs("base2new", "RESTORE", "dtd", 1, settings)
+    assert opt_pairs(train.argv)["TRAINER.RESTORE.VIS_CALIB_R"] == "0.15"  # base-to-new keeps them
+
+
 def test_reported_names_follow_the_config():
     lamm, nemesis = protocols.METHODS["LAMM"], protocols.METHODS["Nemesis"]
     assert lamm.reported_names(["vit_b16_ep50_ctxv1"]) == ("LAMM",)

@@ -241,3 +241,19 @@ def test_cli_writes_the_table_in_the_format_of_the_file(tree, tmp_path, capsys):
 def test_summary_of_nothing_is_empty():
     s = Summary([])
     assert s.rows == {} and s.warnings == []
+
+
+def test_nan_metrics_give_one_warning_naming_the_runs(tree, capsys):
+    bad = tree / "base2new/test_new/dtd/shots_16/CoOp/cfg/seed2"
+    (bad / "results.json").write_text(json.dumps({"metrics": {"accuracy": float("nan"), "error_rate": float("inf"),
+                                                              "macro_f1": 40.0}, "subsample_classes": "new",
+                                                  "trainer": "CoOp", "dataset": "DescribableTextures", "seed": 2}))
+    assert "NaN" in (bad / "results.json").read_text()  # how json.dumps writes it, and what train.py would write
+    s = summarize(tree)
+    assert math.isnan(row(s, "base2new", "DescribableTextures").cells["new"].mean)  # shown as nan, never dropped
+    nan_warnings = [w for w in s.warnings if "NaN" in w]
+    assert nan_warnings == [f"1 run(s) report NaN or infinite metrics, so every mean that includes them is nan too "
+                            f"(diverged training? see each run's log.txt, fix the cause, delete the run directory "
+                            f"and run it again): {bad} (accuracy, error_rate)"]
+    assert results.main([str(tree)]) == 0
+    assert capsys.readouterr().err.count("NaN or infinite") == 1

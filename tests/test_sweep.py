@@ -207,17 +207,26 @@ def test_local_slots_cpu_and_gpu(monkeypatch):
 
 # ---- the Slurm path, through submitit's local executor ----
 
-def test_components_and_chain_script(tmp_path):
-    (a1, a2), (b1, b2) = [[dataclasses.replace(r, argv=("echo", r.run_id)) for r in pair(tmp_path, n)]
-                          for n in ("a", "b")]
+def test_components_and_group_job(tmp_path):
+    from tools.slurm_job import GroupFailed, GroupJob
+
+    (a1, a2), (b1, b2) = pair(tmp_path, "a"), pair(tmp_path, "b")
     groups = sweep.components([a1, b1, a2, b2])
     assert [[r.run_id for r in g] for g in groups] == [[a1.run_id, a2.run_id], [b1.run_id, b2.run_id]]
-    lines = sweep.chain_script(groups[0]).splitlines()
-    assert lines[:3] == ["set -u", "export PYTHONUNBUFFERED=1", "status=0"] and lines[-1] == "exit $status"
-    first, second = lines[3:-1]
-    assert first.startswith(f"mkdir -p {a1.output_dir} ") and first.endswith(f">> {a1.log_path} 2>&1 || status=1")
-    assert second.startswith(f"if [ -f {a1.output_dir / 'results.json'} ]; then mkdir -p {a2.output_dir} ")
-    assert second.endswith("; else status=1; fi")
+    assert GroupJob(groups[0], REPO_ROOT)() == {a1.run_id: "done", a2.run_id: "done"}
+    assert a2.finished and a1.log_path.read_text().startswith("# ")
+    assert GroupJob(groups[0], REPO_ROOT)() == {a1.run_id: "skipped", a2.run_id: "skipped"}  # a rerun continues
+    tmp_path.joinpath(f"FAIL_{b1.run_id.replace('/', '_')}").write_text("")
+    with pytest.raises(GroupFailed, match=f"{b1.run_id} failed; {b2.run_id} blocked"):
+        GroupJob(groups[1], REPO_ROOT)()
+    assert not b2.log_path.exists()  # never started: its dependency failed
+
+    killed = dataclasses.replace(fake_run(tmp_path, "c/seed1"),
+                                 argv=(sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"))
+    after = fake_run(tmp_path, "d/seed1")
+    with pytest.raises(GroupFailed, match="c/seed1 was stopped by signal SIGTERM"):
+        GroupJob([killed, after], REPO_ROOT)()
+    assert not after.log_path.exists()  # a job being stopped starts nothing more
 
 
 def test_submitit_local_executor_runs_dependency_groups(tmp_path):
@@ -233,6 +242,172 @@ def test_submitit_local_executor_runs_dependency_groups(tmp_path):
         a_train.run_id: "done", a_test.run_id: "done", b_train.run_id: "failed", b_test.run_id: "blocked"}, messages
     assert a_test.finished and "fake train" in a_test.log_path.read_text()
     assert sum(m.startswith("submitted job") for m in messages) == 2
+
+
+# A resumable stand-in for train.py: EPOCHS epochs of EPOCH_S seconds, a checkpoint (the epoch count) written
+# atomically after each, resumed from on start; every start is appended to starts.txt with the parent's pid (the
+# submitit task running the GroupJob), and results.json is written at the end.
+RESUMABLE_TRAIN = """
+import json, os, sys, time
+out, epochs, epoch_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+os.makedirs(out, exist_ok=True)
+ckpt = os.path.join(out, "ckpt")
+start = int(open(ckpt).read()) if os.path.exists(ckpt) else 0
+with open(os.path.join(out, "starts.txt"), "a") as f:
+    f.write(f"{start} {os.getppid()}\\n")
+for epoch in range(start, epochs):
+    time.sleep(epoch_s)
+    open(ckpt + ".tmp", "w").write(str(epoch + 1))
+    os.replace(ckpt + ".tmp", ckpt)
+json.dump({"metrics": {"accuracy": 70.0}}, open(os.path.join(out, "results.json"), "w"))
+"""
+
+
+def test_slurm_job_is_requeued_on_preemption_and_resumes(tmp_path):
+    """submitit's local executor; the job's task gets USR2 as Slurm sends it before a timeout or preemption."""
+    import os
+    import signal
+    import threading
+    import time
+
+    root = tmp_path / "out"
+    train = dataclasses.replace(fake_run(root, "base2new/train_base/r/seed1"),
+                                argv=(sys.executable, "-c", RESUMABLE_TRAIN, str(root / "base2new/train_base/r/seed1"),
+                                      "8", "0.4"))
+    test = fake_run(root, "base2new/test_new/r/seed1", 60.0, depends_on=train)
+    starts = train.output_dir / "starts.txt"
+    signalled = []
+
+    def preempt():  # once two epochs are checkpointed, signal the task that runs the group
+        deadline = time.time() + 40
+        while time.time() < deadline:
+            ckpt = train.output_dir / "ckpt"
+            if ckpt.is_file() and ckpt.read_text() in ("2", "3", "4"):
+                os.kill(int(starts.read_text().split()[1]), signal.SIGUSR2)
+                signalled.append(int(ckpt.read_text()))
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=preempt, daemon=True)
+    thread.start()
+    messages = []
+    outcomes = sweep.run_submitit([train, test], root / ".submitit",
+                                  SlurmOptions(time_min=5, gpus_per_run=0, cpus_per_run=1, poll_s=0.2),
+                                  cluster="local", say=messages.append)
+    thread.join(timeout=1)
+    assert signalled, "the run never reached its second epoch"
+    assert {k: o.status for k, o in outcomes.items()} == {train.run_id: "done", test.run_id: "done"}, messages
+    resumed_from = [int(line.split()[0]) for line in starts.read_text().splitlines()]
+    assert resumed_from[0] == 0 and len(resumed_from) == 2 and resumed_from[1] >= signalled[0]  # resumed, not redone
+    assert (train.output_dir / "ckpt").read_text() == "8" and train.finished and test.finished
+    log = train.log_path.read_text()
+    assert log.count("tools.sweep:") == 2 and "# requeued job, start 2" in log
+    submitit_log = "".join(p.read_text() for p in (root / ".submitit").glob("*_log.out"))
+    assert "Requeued job" in submitit_log
+
+
+def _parent_of_process_writing(out_dir: Path) -> int:
+    """The parent pid of the live process whose command line names ``out_dir`` (Linux /proc)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(out_dir) in (proc / "cmdline").read_text():
+                return int(next(line.split()[1] for line in (proc / "status").read_text().splitlines()
+                                if line.startswith("PPid:")))
+        except OSError:
+            continue
+    raise LookupError(out_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="finds the job's process through /proc")
+def test_slurm_job_requeue_resumes_a_real_train_py_run(tmp_path):
+    """The same protocol with train.py itself (tiny random CLIP): preempted after epoch 2, the requeued job resumes
+    the run, which ends with every epoch's metrics line once and results.json."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from tests.helpers import TINY_OPTS, TINY_VIT, make_color_dataset
+
+    data, root = tmp_path / "data", tmp_path / "out"
+    make_color_dataset(str(data))
+    out = root / "fewshot/r/seed1"
+    code = "import sys, tests.helpers, train; sys.exit(train.main(sys.argv[1:]))"
+    argv = (sys.executable, "-c", code, "--root", str(data), "--output-dir", str(out), "--seed", "1", "--trainer",
+            "CoOp", "--backbone", TINY_VIT, "DATASET.NAME", "TestColors", "OPTIM.MAX_EPOCH", "6",
+            "TRAINER.COOP.N_CTX", "2", *TINY_OPTS)
+    run = dataclasses.replace(fake_run(root, "fewshot/r/seed1"), argv=argv)
+    signalled = []
+
+    def preempt():
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if (out / "prompt_learner/model.pth.tar-2").is_file():
+                os.kill(_parent_of_process_writing(out), signal.SIGUSR2)
+                signalled.append(True)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=preempt, daemon=True)
+    thread.start()
+    outcomes = sweep.run_submitit([run], root / ".submitit", SlurmOptions(time_min=10, gpus_per_run=0,
+                                                                         cpus_per_run=1, poll_s=0.5),
+                                  cluster="local", say=lambda m: None)
+    thread.join(timeout=1)
+    assert signalled and outcomes[run.run_id].status == "done", run.log_path.read_text()[-3000:]
+    log = run.log_path.read_text()
+    assert "# requeued job, start 2" in log
+    assert "epoch [1/6]" not in log.split("# requeued job, start 2")[1]  # resumed, not started over
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4, 5, 6]
+    assert json.loads((out / "results.json").read_text())["epoch"] == 6
+
+
+# ---- corrupt files ----
+
+def test_corrupt_results_are_moved_aside_and_the_run_redone(tmp_path, capsys):
+    root = tmp_path / "out"
+    (a_train, a_test), (b_train, b_test) = pair(root, "a"), pair(root, "b")
+    for run in (a_train, a_test, b_train, b_test):
+        run.output_dir.mkdir(parents=True)
+        (run.output_dir / "results.json").write_text('{"metrics": {"accuracy": 80.0}}')
+    (a_train.output_dir / "results.json").write_text('{"metrics": {"accur')  # half-written
+    assert not a_train.finished and b_train.finished
+
+    messages = []
+    assert sweep.execute([a_train, a_test, b_train, b_test], root, jobs=1, dry_run=True, say=messages.append) == 0
+    assert f"# redo (its results.json does not parse): {a_train.run_id}" in messages
+    assert not list(a_train.output_dir.glob("results.json.corrupt-*"))  # a dry run changes nothing
+
+    assert sweep.execute([a_train, a_test, b_train, b_test], root, jobs=1, say=messages.append) == 0
+    aside = list(a_train.output_dir.glob("results.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == '{"metrics": {"accur'
+    assert json.loads((a_train.output_dir / "results.json").read_text())["metrics"]["accuracy"] == 80.0
+    out = capsys.readouterr().out
+    assert "Sweep finished: 1 done, 0 failed, 0 blocked." in out
+    assert f"Redone because their results.json did not parse (the old file was kept):\n  {a_train.run_id}: done; " \
+           f"old file: {aside[0]}" in out
+    assert sweep.execute([a_train, a_test, b_train, b_test], root, jobs=1, say=messages.append) == 0
+    assert messages[-1] == "Nothing to run: every run is finished."
+
+
+def test_corrupt_failure_record_gives_a_clear_message(tmp_path, capsys):
+    root = tmp_path / "out"
+    root.mkdir()
+    (root / sweep.FAILURES_FILE).write_text('{"runs": {"x": {"status": "fai')
+    assert sweep.main(["--retry-failed", "--output", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {root / sweep.FAILURES_FILE} is not a valid failure record (JSONDecodeError")
+    assert "move it aside or delete it" in err and len(err.splitlines()) == 1
+
+    run = fake_run(root, "x/seed1")  # a sweep that ends with a corrupt record moves it aside and writes a new one
+    root.joinpath(f"FAIL_{run.run_id.replace('/', '_')}").write_text("")
+    messages = []
+    assert sweep.execute([run], root, jobs=1, say=messages.append) == 1
+    aside = list(root.glob(f"{sweep.FAILURES_FILE}.corrupt-*"))
+    assert len(aside) == 1 and any(m.startswith("warning: ") and str(aside[0]) in m for m in messages)
+    assert set(json.loads((root / sweep.FAILURES_FILE).read_text())["runs"]) == {run.run_id}
 
 
 def test_slurm_launcher_without_sbatch_says_so(tmp_path, monkeypatch):

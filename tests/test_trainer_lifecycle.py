@@ -41,6 +41,7 @@ def test_outputs_of_a_run(tmp_path):
     assert res["trainer"] == "CoOp" and res["dataset"] == "TestColors" and res["seed"] == 1
     assert res["metrics"]["total"] == 24 and 0 <= res["metrics"]["accuracy"] <= 100
     assert res["metrics"]["accuracy"] == pytest.approx(100 * res["metrics"]["correct"] / 24)
+    assert res["shots_per_class"] == t.dm.dataset.shots_per_class and len(res["shots_per_class"]) == t.num_classes
     log = open(os.path.join(cfg.OUTPUT_DIR, "log.txt")).read()
     assert "* accuracy: " in log and "Finish training" in log
 

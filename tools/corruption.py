@@ -80,7 +80,8 @@ def accuracy_function(trainer, loader) -> Callable[[], float]:
     """
     from trainers.base import PromptTrainer, clip_logits
 
-    if not trainer.IMAGE_CONDITIONED_TEXT and type(trainer).logits is PromptTrainer.logits:
+    if (not trainer.IMAGE_CONDITIONED_TEXT and type(trainer).logits is PromptTrainer.logits
+            and type(trainer).logits_from_features is PromptTrainer.logits_from_features):
         feats, labels = [], []
         with torch.no_grad(), trainer.precision.autocast():
             for batch in loader:

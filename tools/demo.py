@@ -125,6 +125,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel CPU runs (default: CPU count)")
     p.add_argument("--root", help="dataset root where the toy world is rendered (default: $DATA, else data/)")
     p.add_argument("--output", type=Path, help="default: output/demo (output/demo-quick with --quick)")
+    p.add_argument("--runner", choices=("warm", "process"), default="warm",
+                   help="warm workers (default) or a process per run (tools.sweep --runner)")
     args = p.parse_args(argv)
     try:
         datasets = toy_datasets()
@@ -142,7 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{len(runs)} runs, {args.jobs} in parallel, outputs in {output}")
         check_inputs(output, runs, input_fingerprints(runs, toyclip_weights()))
         render_toy_dataset(dataset, data_root)
-        status = sweep.execute(runs, output, jobs=args.jobs)
+        status = sweep.execute(runs, output, jobs=args.jobs, runner=args.runner)
         summary = results.Summary([rec for rec in (results.read_run(r.output_dir) for r in runs if r.finished)
                                    if rec is not None])
     except (DemoError, ProtocolError, sweep.SweepError, results.ResultsError) as e:

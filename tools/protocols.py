@@ -19,7 +19,10 @@ Output layout under the output root (``$OUTPUT``, default ``output/``), followin
   under ``xd/train/imagenet`` and is trained once.
 * ``zeroshot/DATASET/TRAINER/CFG/seedS``: zero-shot CLIP on all classes.
 
-A run is finished when its output directory holds ``results.json``.
+Zero-shot methods on non-random weights cannot depend on the seed: :func:`expand` builds their runs for the first
+requested seed only (:mod:`tools.seed_free`).
+
+A run is finished when its output directory holds a ``results.json`` that parses.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
+
+from tools.run_results import is_finished
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS_DIR = REPO_ROOT / "configs"
@@ -84,6 +89,16 @@ def coop_fewshot_rule(stem: str) -> FewshotRule:
     return rule
 
 
+NEMESIS_FIXED_OMEGA = ("food101", "oxford_pets")  # the released CoOpNemesis forces omega 1, PAN scale 50 on these
+
+
+def nemesis_fewshot_rule(stem: str) -> FewshotRule:
+    """CoOp's recipe on ``{stem}``, except Food101 and OxfordPets, which take ``{stem}_fp`` (the ``*_fp*`` configs
+    hold the released code's hard-wired omega = 1 and PAN scale 50 on those two datasets; docs/NEMESIS.md)."""
+    coop, fixed = coop_fewshot_rule(stem), coop_fewshot_rule(f"{stem}_fp")
+    return lambda shots, dataset: (fixed if dataset in NEMESIS_FIXED_OMEGA else coop)(shots, dataset)
+
+
 @dataclass(frozen=True)
 class Method:
     """Default configs of one trainer (files ``configs/trainers/<config_dir>/<name>.yaml``).
@@ -92,7 +107,8 @@ class Method:
     ImageNet; ``transfer`` is the ImageNet-source config of xd and dg; ``fewshot`` maps (shots, dataset) to a
     config. ``zero_shot`` methods never train: every run is ``--eval-only``. Training runs with a config listed in
     ``dataset_configs`` get the per-dataset values of ``configs/trainers/<config_dir>/datasets/<dataset>.yaml`` as
-    trailing opts. ``reported_as`` names the method in ``tools/reported_numbers.json`` (default: the trainer name);
+    trailing opts, except few-shot runs when ``fewshot_dataset_values`` is False. ``reported_as`` names the method in
+    ``tools/reported_numbers.json`` (default: the trainer name);
     ``reported_for`` maps config names to other names there (a variant reported as another method).
     """
 
@@ -104,6 +120,7 @@ class Method:
     config_dir: Optional[str] = None
     zero_shot: bool = False
     dataset_configs: Tuple[str, ...] = ()
+    fewshot_dataset_values: bool = True
     reported_as: Tuple[str, ...] = ()
     reported_for: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
 
@@ -140,7 +157,7 @@ def _nemesis_reported() -> Dict[str, Tuple[str, ...]]:
     names: Dict[str, Tuple[str, ...]] = {}
     for variant in ("pun", "pan"):
         name = f"Nemesis-{variant.upper()}"
-        names[f"rn50_{variant}"] = (f"CoOp+{name}", f"CoOp+{name} (ω=1)")
+        names[f"rn50_{variant}"] = names[f"rn50_{variant}_fp"] = (f"CoOp+{name}", f"CoOp+{name} (ω=1)")
         names[f"rn50_{variant}_a10"] = (f"CoOp+{name} (ω=10)",)
         for omega, suffix in ((1, ""), (10, "_a10"), (20, "_a20")):
             names[f"vit_b16_c4_ep10_batch1_ctxv1_{variant}{suffix}"] = (f"CoCoOp+{name} (ω={omega})",)
@@ -148,7 +165,9 @@ def _nemesis_reported() -> Dict[str, Tuple[str, ...]]:
 
 
 # One line per method. CoOp's xd/dg config is the 50-epoch ctxv1 one that CoCoOp compares against [inferred].
-# RESTORE's per-dataset ratios apply to its released configs, not to the IVLP+FSC ablation (see its YAML).
+# RESTORE's per-dataset ratios apply to its released configs, not to the IVLP+FSC ablation (see its YAML), and not to
+# few-shot runs: the only released few-shot script passes no ratio flags (0.1 / 0.1, lambda 1; docs/RESTORE.md).
+# Nemesis few-shot: Food101 and OxfordPets take the rn50_pun_fp* configs (the released code's omega 1, PAN scale 50).
 METHODS: Dict[str, Method] = {m.trainer: m for m in (
     Method("ZeroshotCLIP", "vit_b16", config_dir="CoOp", zero_shot=True, reported_as=("CLIP", "CLIP (zero-shot)")),
     Method("ZeroshotCLIP2", "vit_b16", config_dir="CoOp", zero_shot=True),
@@ -160,12 +179,13 @@ METHODS: Dict[str, Method] = {m.trainer: m for m in (
     Method("VPT", "vit_b16_c2_ep5_batch4_4", reported_as=("VPT-deep",)),
     Method("RESTORE", "vit_b16_c2_ep10_batch4_2ctx", transfer="vit_b16_c2_ep2_batch4_2ctx_cross_datasets",
            dataset_configs=("vit_b16_c2_ep10_batch4_2ctx", "vit_b16_c2_ep10_batch4_2ctx_feature",
-                            "vit_b16_c2_ep10_batch4_2ctx_promptdepth12", "vit_b16_c2_ep2_batch4_2ctx_cross_datasets")),
+                            "vit_b16_c2_ep10_batch4_2ctx_promptdepth12", "vit_b16_c2_ep2_batch4_2ctx_cross_datasets"),
+           fewshot_dataset_values=False),
     Method("APLe", "vit_b16_c2_ep5_batch4_2+2ctx", transfer="vit_b16_c2_ep2_batch4_2+2ctx_cross_datasets"),
     Method("LAMM", "vit_b16_ep50_ctxv1", reported_for={"coop_vit_b16_ep50_ctxv1": ("CoOp+LAMM",),
                                                        "maple_vit_b16_c2_ep5_batch4_2ctx": ("MaPLe+LAMM",)}),
     Method("Nemesis", "vit_b16_c4_ep10_batch1_ctxv1_pun", transfer="rn50_pun_ep50",
-           fewshot=coop_fewshot_rule("rn50_pun"), reported_for=_nemesis_reported()),
+           fewshot=nemesis_fewshot_rule("rn50_pun"), reported_for=_nemesis_reported()),
 )}
 
 
@@ -202,7 +222,8 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return (self.output_dir / "results.json").is_file()
+        """Its ``results.json`` exists and parses (:mod:`tools.run_results`)."""
+        return is_finished(self.output_dir)
 
     @property
     def command(self) -> str:
@@ -214,7 +235,7 @@ class Run:
         return self.output_dir.parents[len(Path(self.run_id).parts) - 1]
 
     def dependency_finished(self, run_id: str) -> bool:
-        return (self.output_root / run_id / "results.json").is_file()
+        return is_finished(self.output_root / run_id)
 
     @property
     def log_path(self) -> Path:
@@ -359,7 +380,7 @@ class _Builder:
                      "--load-epoch", str(max_epoch(cfg_file, self.s.opts))]
         elif eval_only:
             argv += ["--eval-only"]
-        else:
+        elif self.protocol != "fewshot" or self.method.fewshot_dataset_values:
             opts = [*opts, *dataset_overrides(self.method, config, dataset, self.s)]
         argv += [*opts, *self.s.opts]
         return Run(run_id=rel, argv=tuple(argv), output_dir=out, protocol=self.protocol, trainer=self.method.trainer,
@@ -456,15 +477,30 @@ def expand(protocol: str, trainers: Iterable[str], datasets: Optional[Iterable[s
     if "all" in datasets:
         datasets = [d for d in datasets if d != "all"] + [d for d in default_datasets(protocol) if d not in datasets]
     shot_list = list(shots) if shots else list(default_shots(protocol))
+    seeds = list(seeds)
     runs: Dict[str, Run] = {}
     for trainer in trainers:
         cfg = config.get(trainer) if isinstance(config, dict) else config
         for dataset in datasets:
             for k in shot_list:
-                for seed in seeds:
+                for seed in seeds[:1] if _seed_free(protocol, trainer, dataset, int(k), cfg, settings) else seeds:
                     for run in build_runs(protocol, trainer, dataset, int(seed), settings, int(k), cfg):
                         runs.setdefault(run.run_id, run)
     return list(runs.values())
+
+
+def _seed_free(protocol: str, trainer: str, dataset: str, shots: int, config: Optional[str],
+               settings: Settings) -> bool:
+    """Whether the runs of this cell cannot depend on the seed, so they run for the first seed only
+    (:mod:`tools.seed_free`)."""
+    from tools.seed_free import backbone_of, is_seed_free
+
+    method = method_for(trainer, config)
+    if not method.zero_shot:
+        return False
+    builder = _Builder(protocol, method, 1, shots, config, settings)
+    backbone = backbone_of(trainer_config(method, builder.config(dataset), settings), settings.backbone, settings.opts)
+    return is_seed_free(True, backbone)
 
 
 def parse_seeds(values: Sequence[str]) -> List[int]:

@@ -21,6 +21,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import re
 import sys
 import warnings
@@ -65,6 +66,7 @@ class Record:
     accuracy: float
     path: Path
     backbone: Optional[str] = None
+    nan_metrics: Tuple[str, ...] = ()  # metrics of results.json that are NaN or infinite
 
 
 def log_accuracy(log: Path) -> Optional[float]:
@@ -134,7 +136,8 @@ def read_run(run_dir: Path, configs_dir: Path = CONFIGS_DIR) -> Optional[Record]
                       config=layout.get("config", "-"),
                       dataset=str(res.get("dataset") or (dataset_name(stem, configs_dir) if stem else "?")),
                       shots=layout["shots"] if "shots" in layout else res.get("num_shots"), seed=seed,
-                      accuracy=accuracy, path=run_dir, backbone=res.get("backbone"))
+                      accuracy=accuracy, path=run_dir, backbone=res.get("backbone"),
+                      nan_metrics=non_finite(res["metrics"]))
     if log.is_file():
         if not layout:
             warnings.warn(f"{log}: no results.json and the directory layout is not one of tools.protocols'; skipped.")
@@ -148,6 +151,23 @@ def read_run(run_dir: Path, configs_dir: Path = CONFIGS_DIR) -> Optional[Record]
                       config=layout["config"], dataset=dataset_name(layout["stem"], configs_dir),
                       shots=layout["shots"], seed=layout["seed"], accuracy=accuracy, path=run_dir)
     return None
+
+
+def non_finite(metrics: dict) -> Tuple[str, ...]:
+    """Names of the numeric metrics that are NaN or infinite (a diverged run writes them as NaN)."""
+    return tuple(k for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v))
+
+
+def nan_warning(records: Sequence[Record]) -> Optional[str]:
+    """One warning naming every run with NaN or infinite metrics, or None."""
+    bad = [r for r in records if r.nan_metrics]
+    if not bad:
+        return None
+    listed = "; ".join(f"{r.path} ({', '.join(r.nan_metrics)})" for r in bad)
+    return (f"{len(bad)} run(s) report NaN or infinite metrics, so every mean that includes them is nan too "
+            f"(diverged training? see each run's log.txt, fix the cause, delete the run directory and run it "
+            f"again): {listed}")
 
 
 def collect(root: Path, configs_dir: Path = CONFIGS_DIR) -> List[Record]:
@@ -177,6 +197,14 @@ class Cell:
         return len(self.seeds)
 
 
+def _seed_free(records: Iterable[Record]) -> bool:
+    """A single result of a run that cannot depend on the seed (tools/seed_free.py)."""
+    from tools.seed_free import trainer_is_seed_free
+
+    records = list(records)
+    return len(records) == 1 and trainer_is_seed_free(records[0].trainer, records[0].backbone)
+
+
 def over_seeds(values: Dict[int, float]) -> Cell:
     """Mean and population std (ddof=0, as CoOp's parse_test_res.py) of per-seed accuracies."""
     arr = np.array([values[s] for s in sorted(values)], dtype=float)
@@ -201,6 +229,7 @@ class Row:
     configs: Tuple[str, ...] = ()
     backbone: Optional[str] = None
     n_datasets: int = 0  # for average rows
+    seed_free: bool = False  # a zero-shot run executed once (tools/seed_free.py)
     label: str = ""
     reported: Dict[str, dict] = field(default_factory=dict)
 
@@ -225,7 +254,7 @@ class Summary:
     """Rows of every protocol, and the warnings found while building them."""
 
     def __init__(self, records: Sequence[Record]):
-        self.warnings: List[str] = []
+        self.warnings: List[str] = [w for w in (nan_warning(records),) if w]
         self.rows: Dict[str, List[Row]] = {}
         groups: Dict[tuple, Dict[int, Record]] = {}
         for rec in records:
@@ -245,6 +274,8 @@ class Summary:
             self._label(rows)
 
     def _check_seeds(self, key: tuple, by_seed: Dict[int, Record]) -> None:
+        if _seed_free(by_seed.values()):
+            return  # run once by design (tools/seed_free.py)
         missing = [s for s in self._expected[key[0]] if s not in by_seed]
         if missing:
             protocol, trainer, family, dataset, shots, role = key
@@ -263,6 +294,7 @@ class Summary:
             row.configs = tuple(sorted(set(row.configs) | {r.config for r in by_seed.values()}))
             backbones = {r.backbone for r in by_seed.values() if r.backbone}
             row.backbone = backbones.pop() if len(backbones) == 1 else row.backbone
+            row.seed_free = _seed_free(by_seed.values())
         if protocol == "dg":  # the source column comes from the xd source runs of the methods evaluated on dg
             dg_methods = {(r.trainer, r.family, r.shots) for r in rows.values() if r.dataset != dataset_name(XD_SOURCE)}
             rows = {k: r for k, r in rows.items() if (r.trainer, r.family, r.shots) in dg_methods}
@@ -394,6 +426,8 @@ def _seeds_text(row: Row, expected: Sequence[int]) -> str:
         return f"{row.n_datasets} datasets"
     ns = [c.n for k, c in row.cells.items() if k != "hm"]
     have = min(ns) if ns else 0
+    if row.seed_free and have == 1:
+        return "1 (seed-free)"
     return f"{have}/{len(expected)}" if have < len(expected) else str(have)
 
 

@@ -11,7 +11,11 @@ Launchers:
   ``torch.cuda.device_count()``), or ``--jobs N`` parallel CPU processes when there is no GPU. A run starts only
   when the runs it depends on have finished (test_new waits for its train_base).
 * ``slurm``: one ``submitit`` job per connected group of dependent runs (a train_base and its test_new; an ImageNet
-  source run and its targets), executed in dependency order inside the job.
+  source run and its targets), executed in dependency order inside the job. A job that times out or is preempted
+  is requeued and resumes its runs from their checkpoints (:mod:`tools.slurm_job`).
+
+A run counts as finished only when its ``results.json`` parses: a corrupt one is moved aside to
+``results.json.corrupt-<time>`` (:mod:`tools.run_results`), the run is redone and the summary lists it.
 
 Each run's stdout and stderr go to ``<output_dir>/run.log``. Runs that fail (or are blocked by a failed dependency)
 are listed at the end with their log and command, and recorded in ``$OUTPUT/sweep_failures.json`` so that
@@ -48,6 +52,7 @@ import yaml
 
 from tools.protocols import (PROTOCOLS, REPO_ROOT, ProtocolError, Run, Settings, expand, parse_seeds,
                              parse_shots, settings_from_env)
+from tools.run_results import RESULTS_FILE, is_corrupt, set_aside
 
 FAILURES_FILE = "sweep_failures.json"
 GRID_KEYS = {"protocol", "trainers", "datasets", "seeds", "shots", "config", "opts", "backbone"}
@@ -133,17 +138,35 @@ def ordered(runs: Sequence[Run]) -> List[Run]:
 # Failure record
 # ---------------------------------------------------------------------------------------------------------------
 
+def read_failures(path: Path) -> Dict[str, dict]:
+    """The ``runs`` of a failure record; a file that is not one raises :class:`SweepError` saying what to do."""
+    try:
+        record = json.loads(path.read_text())["runs"]
+        for entry in record.values():
+            Run.from_dict(entry["run"])
+        return record
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SweepError(f"{path} is not a valid failure record ({type(e).__name__}: {e}). It only lists runs to "
+                         f"retry: move it aside or delete it, then run the sweep's grid again (finished runs are "
+                         f"skipped, the others run).") from None
+
+
 def load_failures(output_root: Path) -> List[Run]:
     path = output_root / FAILURES_FILE
     if not path.is_file():
         return []
-    return [Run.from_dict(d["run"]) for d in json.loads(path.read_text())["runs"].values()]
+    return [Run.from_dict(d["run"]) for d in read_failures(path).values()]
 
 
-def update_failures(output_root: Path, outcomes: Dict[str, "Outcome"]) -> None:
-    """Drop runs that are now finished, record the ones that failed or were blocked."""
+def update_failures(output_root: Path, outcomes: Dict[str, "Outcome"], say: Callable[[str], None] = print) -> None:
+    """Drop runs that are now finished, record the ones that failed or were blocked. A corrupt record is moved
+    aside (and said so) rather than stopping the sweep after its runs are done."""
     path = output_root / FAILURES_FILE
-    record = json.loads(path.read_text())["runs"] if path.is_file() else {}
+    try:
+        record = read_failures(path) if path.is_file() else {}
+    except SweepError as e:
+        say(f"warning: {e} It was moved to {set_aside(path)}; a new record is written.")
+        record = {}
     record = {k: v for k, v in record.items() if not Run.from_dict(v["run"]).finished}
     for run_id, outcome in outcomes.items():
         if outcome.ok:
@@ -214,8 +237,18 @@ def local_slots(jobs: Optional[int]) -> List[Dict[str, str]]:
 
 
 def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callable[[str], None] = print,
-              poll_s: float = 0.2) -> Dict[str, Outcome]:
-    """Execute ``runs`` (dependencies first) with at most ``len(slots)`` at a time; returns their outcomes."""
+              poll_s: float = 0.2, runner: str = "warm") -> Dict[str, Outcome]:
+    """Execute ``runs`` (dependencies first) with at most ``len(slots)`` at a time; returns their outcomes.
+
+    ``runner`` ``warm``: one long-lived worker per slot runs them in-process (:mod:`tools.warm_pool`); ``process``:
+    a new ``python train.py`` process per run."""
+    pool = None
+    if runner == "warm":
+        from tools.warm_pool import WarmPool
+
+        pool = WarmPool(slots)
+    elif runner != "process":
+        raise SweepError(f"Unknown runner {runner!r}; choose warm or process.")
     ids = {r.run_id for r in runs}
     total = len(runs)
     pending = list(runs)
@@ -249,7 +282,7 @@ def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callabl
                 if rc == 0 and run.finished:
                     finish(Outcome(run, "done", f"{seconds:.0f}s, {accuracy_of(run)}", seconds))
                 else:
-                    why = f"exit code {rc}" if rc else "exited 0 but wrote no results.json"
+                    why = f"exit code {rc}" if rc else "exited 0 but wrote no results.json that parses"
                     finish(Outcome(run, "failed", why, seconds))
             for run in list(pending):
                 reason = blocker(run)
@@ -263,8 +296,12 @@ def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callabl
                     log = open(run.log_path, "a")
                     log.write(_log_header(run))
                     log.flush()
-                    env = {**os.environ, "PYTHONUNBUFFERED": "1", **slots[slot]}
-                    proc = subprocess.Popen(run.argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+                    if pool is not None and pool.accepts(run):
+                        proc = pool.start(run, slot, log)
+                    else:
+                        env = {**os.environ, "PYTHONUNBUFFERED": "1", **slots[slot]}
+                        proc = subprocess.Popen(run.argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                                env=env)
                     running[slot] = (run, proc, time.time(), log)
                     where = slots[slot].get("CUDA_VISIBLE_DEVICES") or "cpu"
                     say(f"{'':>{2 * len(str(total)) + 3}} start   {run.run_id} (device {where})")
@@ -279,6 +316,8 @@ def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callabl
             proc.terminate()
             proc.wait()
             log.close()
+        if pool is not None:
+            pool.close()
     return outcomes
 
 
@@ -302,24 +341,6 @@ def components(runs: Sequence[Run]) -> List[List[Run]]:
     return list(groups.values())
 
 
-def chain_script(group: Sequence[Run]) -> str:
-    """A bash script running ``group`` in order, each run only if the results of its dependencies exist."""
-    q = shlex.quote
-    lines = ["set -u", "export PYTHONUNBUFFERED=1", "status=0"]
-    by_id = {r.run_id: r for r in group}
-    for run in group:
-        log = q(str(run.log_path))
-        step = (f"mkdir -p {q(str(run.output_dir))} && printf '%s\\n' {q(_log_header(run).strip())} >> {log} "
-                f"&& {run.command} >> {log} 2>&1 || status=1")
-        deps = [by_id[d] for d in run.depends_on if d in by_id]
-        if deps:
-            cond = " && ".join(f"[ -f {q(str(d.output_dir / 'results.json'))} ]" for d in deps)
-            step = f"if {cond}; then {step}; else status=1; fi"
-        lines.append(step)
-    lines.append("exit $status")
-    return "\n".join(lines)
-
-
 @dataclass(frozen=True)
 class SlurmOptions:
     partition: Optional[str] = None
@@ -332,12 +353,14 @@ class SlurmOptions:
 
 def run_submitit(runs: Sequence[Run], folder: Path, options: SlurmOptions, cluster: str = "slurm",
                  say: Callable[[str], None] = print) -> Dict[str, Outcome]:
-    """Submit one job per dependency group through ``submitit.AutoExecutor`` and wait for all of them.
+    """Submit one :class:`tools.slurm_job.GroupJob` per dependency group through ``submitit.AutoExecutor`` and
+    wait for all of them; a job that times out or is preempted is requeued and resumes (see that module).
 
     ``cluster="slurm"`` submits with sbatch; ``cluster="local"`` uses submitit's local executor (for tests).
     """
     import submitit
-    from submitit.helpers import CommandFunction
+
+    from tools.slurm_job import GroupJob
 
     if cluster == "slurm" and not _which("sbatch"):
         raise SweepError("--launcher slurm needs a Slurm cluster, but 'sbatch' is not on PATH. "
@@ -348,8 +371,7 @@ def run_submitit(runs: Sequence[Run], folder: Path, options: SlurmOptions, clust
                                mem_gb=options.mem_gb, slurm_partition=options.partition)
     groups = components(runs)
     with executor.batch():
-        jobs = [executor.submit(CommandFunction(["bash", "-c", chain_script(g)], cwd=str(REPO_ROOT)))
-                for g in groups]
+        jobs = [executor.submit(GroupJob(g, REPO_ROOT)) for g in groups]
     job_groups = {job.job_id: group for job, group in zip(jobs, groups)}
     for job, group in zip(jobs, groups):
         say(f"submitted job {job.job_id}: {', '.join(r.run_id for r in group)}")
@@ -382,14 +404,26 @@ def _which(program: str) -> Optional[str]:
 # ---------------------------------------------------------------------------------------------------------------
 
 def plan(runs: Sequence[Run], say: Callable[[str], None] = print) -> List[Run]:
-    """The unfinished runs; says which finished ones are skipped."""
+    """The unfinished runs; says which finished ones are skipped and which are redone for a corrupt results.json."""
     todo = []
     for run in runs:
         if run.finished:
             say(f"# skip (finished): {run.run_id}")
         else:
+            if is_corrupt(run.output_dir):
+                say(f"# redo (its {RESULTS_FILE} does not parse): {run.run_id}")
             todo.append(run)
     return todo
+
+
+def set_aside_corrupt(todo: Sequence[Run], say: Callable[[str], None] = print) -> Dict[str, Path]:
+    """Move each unparsable ``results.json`` of ``todo`` aside; returns ``{run_id: new path}``."""
+    moved = {}
+    for run in todo:
+        if is_corrupt(run.output_dir):
+            moved[run.run_id] = set_aside(run.output_dir / RESULTS_FILE)
+            say(f"# moved aside: {moved[run.run_id]}")
+    return moved
 
 
 def unrunnable(todo: Sequence[Run]) -> Dict[str, Outcome]:
@@ -411,12 +445,19 @@ def unrunnable(todo: Sequence[Run]) -> Dict[str, Outcome]:
     return blocked
 
 
-def report(outcomes: Dict[str, Outcome], output_root: Path, stream: Optional[TextIO] = None) -> int:
-    """Print the summary and the failed runs (log path and exact command); returns the exit status."""
+def report(outcomes: Dict[str, Outcome], output_root: Path, stream: Optional[TextIO] = None,
+           set_aside_files: Optional[Dict[str, Path]] = None) -> int:
+    """Print the summary, the runs redone for a corrupt results.json and the failed runs (log path and exact
+    command); returns the exit status."""
     stream = stream or sys.stdout
     counts = {s: sum(o.status == s for o in outcomes.values()) for s in ("done", "failed", "blocked")}
     print(f"\nSweep finished: {counts['done']} done, {counts['failed']} failed, {counts['blocked']} blocked.",
           file=stream)
+    if set_aside_files:
+        print(f"\nRedone because their {RESULTS_FILE} did not parse (the old file was kept):", file=stream)
+        for run_id, path in set_aside_files.items():
+            status = outcomes[run_id].status if run_id in outcomes else "not run"
+            print(f"  {run_id}: {status}; old file: {path}", file=stream)
     bad = [o for o in outcomes.values() if not o.ok]
     if not bad:
         return 0
@@ -430,7 +471,7 @@ def report(outcomes: Dict[str, Outcome], output_root: Path, stream: Optional[Tex
 
 def execute(runs: Sequence[Run], output_root: Path, *, launcher: str = "local", jobs: Optional[int] = None,
             dry_run: bool = False, slurm: SlurmOptions = SlurmOptions(), cluster: str = "slurm",
-            say: Callable[[str], None] = print) -> int:
+            say: Callable[[str], None] = print, runner: str = "warm") -> int:
     """Skip finished runs, run (or print, with ``dry_run``) the others, record and report failures."""
     runs = ordered(runs)
     todo = plan(runs, say)
@@ -441,18 +482,19 @@ def execute(runs: Sequence[Run], output_root: Path, *, launcher: str = "local", 
     if not todo:
         say("Nothing to run: every run is finished.")
         return 0
+    moved = set_aside_corrupt(todo, say)
     blocked = unrunnable(todo)
     todo = [r for r in todo if r.run_id not in blocked]
     say(f"{len(todo)} run(s) to execute with the {launcher} launcher.")
     if launcher == "local":
-        outcomes = run_local(todo, local_slots(jobs), say)
+        outcomes = run_local(todo, local_slots(jobs), say, runner=runner)
     elif launcher == "slurm":
         outcomes = run_submitit(todo, output_root / ".submitit", slurm, cluster=cluster, say=say)
     else:
         raise SweepError(f"Unknown launcher {launcher!r}; choose local or slurm.")
     outcomes.update(blocked)
-    update_failures(output_root, outcomes)
-    return report(outcomes, output_root)
+    update_failures(output_root, outcomes, say)
+    return report(outcomes, output_root, set_aside_files=moved)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -476,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("running")
     r.add_argument("--launcher", choices=("local", "slurm"), default="local")
     r.add_argument("--jobs", type=int, help="parallel runs (default: one per GPU, or 1 on CPU)")
+    r.add_argument("--runner", choices=("warm", "process"), default="warm",
+                   help="local launcher: warm = one long-lived worker per slot (tools/warm_pool.py, default); "
+                        "process = a new train.py process per run")
     r.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     r.add_argument("--retry-failed", action="store_true", help=f"re-run the runs recorded in $OUTPUT/{FAILURES_FILE}")
     r.add_argument("--only", nargs="+", metavar="RUN_ID", help="run only these run ids (from the grid, or from the "
@@ -527,7 +572,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         runs, output = select_runs(args)
         return execute(runs, output, launcher=args.launcher, jobs=args.jobs, dry_run=args.dry_run,
                        slurm=SlurmOptions(args.partition, args.time_min, args.gpus_per_run, args.cpus_per_run,
-                                          args.mem_gb))
+                                          args.mem_gb), runner=args.runner)
     except (ProtocolError, SweepError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,9 +3,11 @@
 Student: IVLP's independent deep prompts (:class:`trainers.ivlp.IVLPPromptLearner` for the text side, built with
 vision depth 0, and :class:`trainers.deep_prompts.VisionPromptLearner` for the vision side; no coupling), on the
 image-adapted input ``x~ = beta x + (1 - beta) F^-1(G_sigma . F(x))`` (:mod:`trainers.aple_filter`), in training
-and test. Teacher: the SAME frozen CLIP, zero-shot with the dataset's hand-written template
-(``PromptTrainer.zeroshot_text_features``, once per class set, never saved), on the RAW image; its logits
-``z = s * cos(f_v(x), f_t(template_k))`` are computed once per batch without gradient.
+and test. Teacher: a frozen fp32 CLIP, as the draft's separate fp32 ``CLIP`` (the student's backbone itself when its
+weights are fp32, else a second fp32 copy), zero-shot with the draft's per-dataset templates
+(``TEACHER_TEMPLATES draft``; ``coop`` gives CoOp's ``CUSTOM_TEMPLATES``), text features once per class set, never
+saved, on the RAW image; its logits ``z = s * cos(f_v(x), f_t(template_k))`` are computed once per batch in fp32,
+outside autocast, without gradient.
 
 Per mini-batch, ``TRAINER.APLE.STAGES`` runs these updates in order (default all three, restore_aple.md §3.5):
 
@@ -25,8 +27,8 @@ follow ``OPTIM``'s schedule; ``TEXT_LR_SCHEDULE False`` keeps the text prompts a
 warm-up, no cosine), as the draft code did by never giving its text optimiser the scheduler.
 
 Choices the paper leaves open (restore_aple.md §3.7; details in docs/APLE.md):
-1. Filter: ``FILTER lowpass`` (default, the described Gaussian low-pass) or ``draft`` (a reconstruction of the
-   draft code: near-Nyquist pass + channel roll, in effect ``x~ ~= 0.9 x``); ``none`` switches the adapter off.
+1. Filter: ``FILTER lowpass`` (default, the described Gaussian low-pass) or ``draft`` (the draft code's filter,
+   double fftshift included: near-Nyquist pass + channel roll, in effect ``x~ ~= 0.9 x``); ``none`` switches the adapter off.
    ``BETA`` 0.9 and ``SIGMA`` 0.05 (the draft's hard-coded values; sigma may have been per dataset).
 2. Stage scheduling: the three updates alternate within every iteration (the draft code), not as phases.
 3. Text LR: scheduled by default (``TEXT_LR_SCHEDULE True``); the draft left it constant.
@@ -44,6 +46,7 @@ Logged per batch (and averaged into metrics.jsonl): ``<stage>_ce``, ``<stage>_kd
 """
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -56,14 +59,16 @@ from engine.metrics import compute_accuracy
 from engine.optim import build_optimizer
 
 from .aple_filter import FILTERS, ImageAdapter
-from .base import PromptTrainer, clip_logits
+from .base import PromptTrainer, class_text_features, clip_logits
 from .deep_prompts import VisionPromptLearner, check_depth
 from .ivlp import IVLPPromptLearner
 from .prompt_types import VisionPrompts
+from .templates import dataset_template
 
 logger = logging.getLogger(__name__)
 
 STAGE_NAMES = ("text", "vision", "joint")
+TEACHER_TEMPLATE_SETS = {"draft": "aple_draft", "coop": "coop"}  # TRAINER.APLE.TEACHER_TEMPLATES -> templates.py
 
 
 def soft_target_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -108,9 +113,10 @@ class APLeTrainer(PromptTrainer):
         cfg.TRAINER.APLE.KD_WEIGHT_VISION = 0.4  # weight of KD in the vision step (draft: 0.4)
         cfg.TRAINER.APLE.KD_TEMPERATURE = 1.0  # T of the soft-target cross-entropy (draft: 1)
         cfg.TRAINER.APLE.TEXT_LR_SCHEDULE = True  # False: text prompts at constant OPTIM.LR, as in the draft code
-        cfg.TRAINER.APLE.FILTER = "lowpass"  # image adapter: lowpass (described), draft (reconstruction) or none
+        cfg.TRAINER.APLE.FILTER = "lowpass"  # image adapter: lowpass (described), draft (the draft's code) or none
         cfg.TRAINER.APLE.BETA = 0.9  # fusion weight of the raw image: x~ = BETA x + (1 - BETA) filtered(x)
         cfg.TRAINER.APLE.SIGMA = 0.05  # Gaussian width in cycles per pixel (fftfreq units)
+        cfg.TRAINER.APLE.TEACHER_TEMPLATES = "draft"  # teacher prompts: draft (the draft's per-dataset set) or coop
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
@@ -131,6 +137,9 @@ class APLeTrainer(PromptTrainer):
         if n.FILTER not in FILTERS:
             raise ValueError(f'TRAINER.APLE.FILTER is "{n.FILTER}"; choose one of {", ".join(FILTERS)}.')
         ImageAdapter(n.FILTER, n.BETA, n.SIGMA)  # checks BETA and SIGMA with a message naming the key
+        if n.TEACHER_TEMPLATES not in TEACHER_TEMPLATE_SETS:
+            raise ValueError(f'TRAINER.APLE.TEACHER_TEMPLATES is "{n.TEACHER_TEMPLATES}"; choose one of '
+                             f'{", ".join(TEACHER_TEMPLATE_SETS)}.')
 
     # ---- construction --------------------------------------------------------------------------------------
     def build_prompt_learner(self, backbone, classnames):
@@ -141,6 +150,19 @@ class APLeTrainer(PromptTrainer):
         return IVLPPromptLearner(backbone, classnames, n.N_CTX_TEXT, n.CTX_INIT, n.PROMPT_DEPTH_TEXT,
                                  n_ctx_vision=0, depth_vision=0)
 
+    def uses_teacher(self) -> bool:
+        """True when some stage has a KD term (otherwise the teacher is neither built nor run)."""
+        n = self.node
+        weights = {"text": n.KD_WEIGHT_TEXT, "vision": n.KD_WEIGHT_VISION, "joint": 0.0}
+        return any(weights[s] > 0 for s in n.STAGES)
+
+    def prepare_backbone(self, backbone):
+        """Keeps an fp32 copy of the loaded weights as the teacher before the student's backbone is cast to
+        ``PREC`` (see :meth:`build_teacher`)."""
+        fp32 = self.uses_teacher() and self.precision.backbone_dtype != torch.float32
+        self._teacher_fp32 = copy.deepcopy(backbone).float().to(self.device).eval() if fp32 else None
+        return super().prepare_backbone(backbone)
+
     def build_model(self):
         super().build_model()
         n = self.node
@@ -150,6 +172,8 @@ class APLeTrainer(PromptTrainer):
         self.register_trainable(self.VISION_NAME, self.vision_learner)
         self.adapter = ImageAdapter(n.FILTER, n.BETA, n.SIGMA)
         self.stages = self.build_stages()
+        self._teacher_text: Dict[Tuple[str, ...], torch.Tensor] = {}
+        self.teacher_clip = self.build_teacher() if self.uses_teacher() else None
         logger.info("APLe stages per batch: %s; adapter %s; text LR %s; vision trainable parameters: %s",
                     ", ".join(f"{s.name} (KD {s.kd_weight:g})" for s in self.stages), self.adapter,
                     "scheduled" if n.TEXT_LR_SCHEDULE else f"constant {self.cfg.OPTIM.LR:g}",
@@ -192,11 +216,33 @@ class APLeTrainer(PromptTrainer):
         return clip_logits(image, text, self.logit_scale)
 
     # ---- the teacher -------------------------------------------------------------------------------------------
+    def build_teacher(self):
+        """The frozen fp32 teacher CLIP, as the draft's separate fp32 ``CLIP``. When the student's frozen backbone
+        holds fp32 weights (``PREC fp32`` or ``amp``, and every run on CPU) those same weights are the teacher;
+        under ``fp16``/``bf16`` it is the fp32 copy taken at load time, before the cast."""
+        if self._teacher_fp32 is None:
+            return self.clip_model
+        logger.info("APLe teacher: a separate fp32 CLIP (the student's backbone is %s)", self.precision.prec)
+        return self._teacher_fp32
+
+    @property
+    def teacher_template(self) -> str:
+        """The teacher's template for the dataset (``TEACHER_TEMPLATES``: the draft's set or CoOp's); a
+        ``DATASET.TEMPLATE`` set in the config (your own data) takes precedence."""
+        return self.cfg.DATASET.TEMPLATE or dataset_template(self.cfg.DATASET.NAME, TEACHER_TEMPLATE_SETS[self.node.TEACHER_TEMPLATES])
+
+    def teacher_text_features(self) -> torch.Tensor:
+        """The teacher's class text features ``[C, D]`` (fp32), once per class set, never saved."""
+        key = tuple(self.classnames)
+        if key not in self._teacher_text:
+            self._teacher_text[key] = class_text_features(self.teacher_clip, self.classnames, [self.teacher_template])
+        return self._teacher_text[key]
+
     @torch.no_grad()
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Zero-shot CLIP logits ``[B, C]`` on the raw images, with the dataset's hand-written template."""
-        image = self.clip_model.encode_image(images)
-        return clip_logits(image, self.zeroshot_text_features(), self.logit_scale)
+        """Zero-shot fp32 CLIP logits ``[B, C]`` on the raw images, with the teacher's template."""
+        image = self.teacher_clip.encode_image(images.float())
+        return clip_logits(image, self.teacher_text_features(), self.teacher_clip.logit_scale.float())
 
     # ---- training ------------------------------------------------------------------------------------------
     def stage_loss(self, logits: torch.Tensor, labels: torch.Tensor, stage: Stage,
@@ -211,9 +257,8 @@ class APLeTrainer(PromptTrainer):
     def forward_backward(self, batch):
         images, labels = self.parse_batch_train(batch)
         teacher = None
-        if any(s.kd_weight > 0 for s in self.stages):
-            with self.precision.autocast():
-                teacher = self.teacher_logits(images).float()
+        if self.teacher_clip is not None:
+            teacher = self.teacher_logits(images).float()  # fp32, outside autocast, as the draft's fp32 CLIP
         summary = {}
         for stage in self.stages:
             with self.precision.autocast():

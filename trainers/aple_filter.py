@@ -9,13 +9,17 @@ parameters. Filters (``TRAINER.APLE.FILTER``):
 - ``lowpass``: the described method. The complex spectrum is multiplied by ``G_sigma`` in unshifted ``fftfreq``
   order (DC at index 0, where the gain is 1) and ``.real`` is taken only after the inverse FFT. DC passes unchanged,
   Nyquist is multiplied by ``exp(-1 / (4 sigma^2))``.
-- ``draft``: a RECONSTRUCTION of the unattributed draft code, which the research notes describe by its effect only.
-  Per image ``[C, H, W]``: ``S = fft2(x)``; ``S = roll(S, -(n // 2))`` along every dimension of ``[C, H, W]`` (a
-  custom "fftshift" that also rolls the channels); ``S = S.real`` (the dtype cast that drops the imaginary part);
-  ``S = S . G_sigma`` with ``G`` in unshifted ``fftfreq`` order; ``y = ifft2(S).real`` (no inverse shift). This
-  reproduces every stated property: the input's DC lands where ``G`` is about 0 (DC gain 0), the input's Nyquist
-  component lands on index 0 where ``G = 1`` (Nyquist gain 1, returned as a constant), output channel ``c`` comes
-  from input channel ``c + 1`` (R, G, B -> G, B, R), and on smooth images ``x~ ~= beta * x``.
+- ``draft``: the draft code's filter, step for step (issue 14; restore_aple.md §3.4). Per image ``[C, H, W]``:
+  ``S = fft2(x)``; ``S = shift(S)``; ``S = S.real`` (the draft's ``.to(image)`` cast, which keeps the real part);
+  ``S = S . G_sigma`` with ``G`` in unshifted ``fftfreq`` order; ``S = shift(S)`` again; ``y = ifft2(S).real``.
+  ``shift`` is the draft's custom "fftshift": a roll by ``+(n // 2)`` along EVERY dimension of ``[C, H, W]``,
+  channels included, and it is applied twice (there is no inverse shift). Consequences, each checked by hand in
+  the tests. The cast keeps ``Re F(x)``, the spectrum of the point-symmetric part ``(x(h, w) + x(-h, -w)) / 2``
+  (sine components are lost). Frequency ``(k, l)`` of that part gets the gain ``G`` at index
+  ``(k + H // 2, l + W // 2)`` and lands at ``(k + 2 (H // 2), l + 2 (W // 2))``: for even sizes back on itself
+  (DC gain ``exp(-1 / (4 sigma^2))``, about 0; Nyquist gain 1, a checkerboard stays a checkerboard), for odd sizes
+  moved by ``(-1, -1)``. The channels are rolled by ``2 (C // 2)``: for RGB, output channel ``c`` comes from input
+  channel ``c + 1`` (R, G, B -> G, B, R). On smooth images ``x~ ~= beta * x``.
 - ``none``: the identity (the "without adapter" ablation).
 """
 from __future__ import annotations
@@ -40,17 +44,22 @@ def gaussian_lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.fft.ifft2(spectrum * gain).real
 
 
-def draft_filter(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """The draft code's filter as reconstructed above, for images ``[C, H, W]`` or ``[B, C, H, W]``, in fp32.
+def draft_shift(spectrum: torch.Tensor) -> torch.Tensor:
+    """The draft's "fftshift": a roll by ``+(n // 2)`` along each of the last three dimensions ``(C, H, W)``."""
+    dims = (-3, -2, -1)
+    return torch.roll(spectrum, shifts=[spectrum.shape[d] // 2 for d in dims], dims=dims)
 
-    The roll acts on the last three dimensions only, so each image of a batch is filtered on its own.
+
+def draft_filter(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The draft code's filter (module doc), for images ``[C, H, W]`` or ``[B, C, H, W]``, in fp32:
+    ``ifft2(shift(shift(fft2(x)).real . G_sigma)).real``.
+
+    The shift acts on the last three dimensions only, so each image of a batch is filtered on its own.
     """
     if x.dim() not in (3, 4):
         raise ValueError(f"The draft image filter takes [C, H, W] or [B, C, H, W] images, not shape {tuple(x.shape)}.")
-    dims = (-3, -2, -1)
-    spectrum = torch.fft.fft2(x.float())
-    spectrum = torch.roll(spectrum, shifts=[-(x.shape[d] // 2) for d in dims], dims=dims)
-    spectrum = spectrum.real * gaussian_gain(x.shape[-2], x.shape[-1], sigma, x.device)
+    spectrum = draft_shift(torch.fft.fft2(x.float())).real
+    spectrum = draft_shift(spectrum * gaussian_gain(x.shape[-2], x.shape[-1], sigma, x.device))
     return torch.fft.ifft2(spectrum).real
 
 

@@ -28,7 +28,8 @@ from engine.utils import load_pretrained_weights
 
 from .precision import PRECISIONS, Precision
 from .prompt_types import TextPrompts, VisionPrompts
-from .templates import dataset_template
+from .released import drop_class_buffers
+from .templates import config_template
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class PromptTrainer(TrainerX):
             backbone.require_vit(type(self).__name__)
         self.check_input_size(backbone)
         self.precision = Precision(self.node.PREC, self.device)
-        self.clip_model = self.precision.prepare_backbone(backbone)
+        self.clip_model = self.prepare_backbone(backbone)
         self.logit_scale = self.clip_model.logit_scale
         self._zs_cache: Dict[Tuple, torch.Tensor] = {}
         self._eval_text_features: Optional[torch.Tensor] = None
@@ -100,6 +101,15 @@ class PromptTrainer(TrainerX):
         n_params = sum(p.numel() for p in learner.parameters() if p.requires_grad)
         logger.info("Trainable parameters: %s", f"{n_params:,}")
         self.register_trainable(self.MODEL_NAME, learner)
+
+    def prepare_backbone(self, backbone: clip.CLIPBackbone) -> clip.CLIPBackbone:
+        """The frozen backbone on the device, in ``PREC``'s weight dtype (a subclass may keep an fp32 copy first)."""
+        return self.precision.prepare_backbone(backbone)
+
+    def load_model_state_dict(self, name, state_dict):
+        """Load a module's saved state; the class-name buffers of an official Dassl file are dropped
+        (``trainers.released.drop_class_buffers``) and rebuilt for the current class set."""
+        super().load_model_state_dict(name, drop_class_buffers(state_dict))
 
     def register_trainable(self, name: str, module: nn.Module, param_groups=None):
         """Build an optimiser and schedule over ``module`` and register it (saved, loaded, switched, stepped)."""
@@ -139,16 +149,21 @@ class PromptTrainer(TrainerX):
         return self.clip_model.encode_image(images, v.prompts, v.deep)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """``[B, C]`` logits; in evaluation the text side comes from the per-evaluation cache."""
+        """``[B, C]`` logits of ``images [B, 3, H, W]``."""
+        return self.logits_from_features(self.image_features(images))
+
+    def logits_from_features(self, image_features: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` logits from ``image_features [B, D]``; in evaluation the text side comes from the
+        per-evaluation cache."""
         text = self._eval_text_features if self._eval_text_features is not None else self.text_features()
-        return clip_logits(self.image_features(images), text, self.logit_scale)
+        return clip_logits(image_features, text, self.logit_scale)
 
     # ---- frozen zero-shot knowledge ------------------------------------------------------------------------
     def zeroshot_text_features(self, templates: Optional[Sequence[str]] = None,
                                classnames: Optional[Sequence[str]] = None) -> torch.Tensor:
         """Frozen CLIP text features ``[C, D]`` for the class set, with the dataset's hand-written template by
         default; computed once per (classes, templates) and never saved."""
-        templates = tuple(templates or [dataset_template(self.cfg.DATASET.NAME)])
+        templates = tuple(templates or [config_template(self.cfg)])
         classnames = tuple(classnames or self.classnames)
         key = (classnames, templates)
         if key not in self._zs_cache:
@@ -187,6 +202,9 @@ class PromptTrainer(TrainerX):
 
     # ---- evaluation ----------------------------------------------------------------------------------------
     IMAGE_CONDITIONED_TEXT = False  # True when text features depend on the image (CoCoOp)
+    # True when image_features(x) is the frozen CLIP's plain encode_image(x) (no learned input), so evaluation may
+    # reuse stored features (TEST.FEATURE_CACHE, trainers/feature_cache.py); False keeps the cache off
+    FROZEN_IMAGE_FEATURES = False
 
     def before_test(self):
         if not self.IMAGE_CONDITIONED_TEXT:
@@ -199,3 +217,19 @@ class PromptTrainer(TrainerX):
     def model_inference(self, images):
         with self.precision.autocast():
             return self.logits(images).float()
+
+    def test_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """What the feature cache stores: ``image_features(images)`` ``[B, D]`` as evaluation computes it."""
+        with self.precision.autocast():
+            return self.image_features(images)
+
+    def inference_from_features(self, image_features: torch.Tensor) -> torch.Tensor:
+        """``model_inference`` from stored ``test_image_features``: the same operations, so the same logits."""
+        with self.precision.autocast():
+            return self.logits_from_features(image_features).float()
+
+    def evaluation_outputs(self, loader):
+        """``(logits, labels)`` per test batch, through the image-feature cache where it applies."""
+        from .feature_cache import cached_evaluation_outputs
+
+        yield from cached_evaluation_outputs(self, loader)

@@ -71,6 +71,7 @@ class CoCoOpPromptLearner(CoOpPromptLearner):
 class CoCoOp(PromptTrainer):
     CFG_NODE = "COCOOP"
     IMAGE_CONDITIONED_TEXT = True
+    FROZEN_IMAGE_FEATURES = True  # the meta-net reads the frozen image feature; the image path has no prompt
 
     @staticmethod
     def extend_cfg(cfg):
@@ -103,7 +104,7 @@ class CoCoOp(PromptTrainer):
             parts.append(feats.view(-1, n_cls, feats.shape[-1]))
         return torch.cat(parts)
 
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
+    def logits_from_features(self, image_features: torch.Tensor) -> torch.Tensor:
         """``[B, C]``: ``s * cos(f(x_b), g(t_c(x_b)))`` with each image's own prompts."""
-        image_features = F.normalize(self.image_features(images).float(), dim=-1)
+        image_features = F.normalize(image_features.float(), dim=-1)
         return clip_logits(image_features, self.conditioned_text_features(image_features), self.logit_scale)

@@ -11,12 +11,19 @@ from clip import CLIPBackbone
 logger = logging.getLogger(__name__)
 
 
+CSC_WITH_INIT = ("shared", "per_class")  # what CSC True means when the context is initialised from words
+
+
 def init_context(backbone: CLIPBackbone, n_ctx: int, ctx_init: str = "", n_cls: int = 0, csc: bool = False,
-                 truncate_init: bool = False) -> Tuple[torch.Tensor, str]:
+                 truncate_init: bool = False, csc_with_init: str = "shared",
+                 csc_key: str = "TRAINER.COOP") -> Tuple[torch.Tensor, str]:
     """Initial context vectors and the textual prompt prefix they stand for.
 
     - ``ctx_init`` given, CoOp's rule (``truncate_init=False``): ``n_ctx`` = number of words of the phrase, vectors
       copied from their token embeddings; prefix = the phrase.
+    - ``ctx_init`` given with ``csc``: the official CoOp builds ONE shared context from the words and ignores CSC
+      (``csc_with_init="shared"``, default, with a warning naming ``{csc_key}.CSC``); ``"per_class"`` gives every
+      class its own copy of the words' vectors, ``[n_cls, n, d_t]``.
     - ``ctx_init`` given, MaPLe/IVLP's rule (``truncate_init=True``): the first ``n_ctx`` token embeddings of the
       phrase; the prefix keeps the WHOLE phrase, so the tokens after the first ``n_ctx`` stay as fixed text
       ("a photo of a" with ``n_ctx=2`` -> ``[SOS] ctx1 ctx2 of a {class}.``; codebase_anchors §3.2).
@@ -34,8 +41,14 @@ def init_context(backbone: CLIPBackbone, n_ctx: int, ctx_init: str = "", n_cls: 
         n_words = len(phrase.split(" "))
         n = min(n_ctx, n_words) if truncate_init else n_words
         ctx = emb[0, 1: 1 + n, :].clone()
-        if csc:
+        if csc and csc_with_init not in CSC_WITH_INIT:
+            raise ValueError(f'{csc_key}.CSC_WITH_INIT is "{csc_with_init}"; choose one of {", ".join(CSC_WITH_INIT)}.')
+        if csc and csc_with_init == "per_class":
             ctx = ctx.unsqueeze(0).repeat(n_cls, 1, 1)
+        elif csc:
+            logger.warning('%s.CSC True is ignored with CTX_INIT "%s", as in the official CoOp: one context shared by '
+                           'all classes, initialised from the words. Set %s.CSC_WITH_INIT per_class for a context '
+                           'per class initialised from the words.', csc_key, phrase, csc_key)
         logger.info('Initial context: "%s" (%d learnable vectors)', phrase, n)
         return ctx, phrase
     shape = (n_cls, n_ctx, width) if csc else (n_ctx, width)

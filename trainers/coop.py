@@ -4,6 +4,9 @@ Prompt ``t_c = [SOS][V]_1 ... [V]_M [CLASS_c] . [EOT]``; logits ``s * cos(f(x), 
 (CoOp's ``trainers/coop.py``). Keys ``TRAINER.COOP.*`` (CoOp's ``extend_cfg``):
 ``N_CTX`` (16), ``CTX_INIT`` ("" = random N(0, 0.02); a phrase sets N_CTX to its word count), ``CSC`` (class-specific
 context), ``CLASS_TOKEN_POSITION`` (end | middle | front), ``PREC`` (fp16 | bf16 | amp | fp32).
+``CSC True`` with ``CTX_INIT``: the official code ignores CSC and learns one shared context initialised from the
+words (``CSC_WITH_INIT shared``, default, logged as a warning; the checkpoint's ``ctx`` is ``[n_ctx, d_t]`` as
+official); ``CSC_WITH_INIT per_class`` gives each class its own context initialised from the words.
 The class-name buffers are not saved, so a learned context loads onto any class set (base -> new).
 """
 from __future__ import annotations
@@ -31,12 +34,14 @@ class CoOpPromptLearner(nn.Module):
     """
 
     def __init__(self, backbone: CLIPBackbone, classnames: List[str], n_ctx: int = 16, ctx_init: str = "",
-                 csc: bool = False, class_token_position: str = "end", truncate_init: bool = False):
+                 csc: bool = False, class_token_position: str = "end", truncate_init: bool = False,
+                 csc_with_init: str = "shared", cfg_node: str = "TRAINER.COOP"):
         super().__init__()
         if class_token_position not in POSITIONS:
             raise ValueError(f'CLASS_TOKEN_POSITION "{class_token_position}" must be one of {POSITIONS}.')
         n_cls = len(classnames)
-        ctx, prefix = init_context(backbone, n_ctx, ctx_init, n_cls, csc, truncate_init=truncate_init)
+        ctx, prefix = init_context(backbone, n_ctx, ctx_init, n_cls, csc, truncate_init=truncate_init,
+                                   csc_with_init=csc_with_init, csc_key=cfg_node)
         self.ctx = nn.Parameter(ctx)
         self.n_ctx = ctx.shape[-2]
         self.n_cls = n_cls
@@ -78,6 +83,7 @@ class CoOpPromptLearner(nn.Module):
 @TRAINER_REGISTRY.register()
 class CoOp(PromptTrainer):
     CFG_NODE = "COOP"
+    FROZEN_IMAGE_FEATURES = True  # prompts on the text side only
 
     @staticmethod
     def extend_cfg(cfg):
@@ -89,7 +95,9 @@ class CoOp(PromptTrainer):
         cfg.TRAINER.COOP.CTX_INIT = ""  # initialisation phrase, e.g. "a photo of a"; "" = random
         cfg.TRAINER.COOP.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
         cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end, middle or front
+        cfg.TRAINER.COOP.CSC_WITH_INIT = "shared"  # CSC with CTX_INIT: shared (official, CSC ignored) or per_class
 
     def build_prompt_learner(self, backbone, classnames):
         n = self.node
-        return CoOpPromptLearner(backbone, classnames, n.N_CTX, n.CTX_INIT, n.CSC, n.CLASS_TOKEN_POSITION)
+        return CoOpPromptLearner(backbone, classnames, n.N_CTX, n.CTX_INIT, n.CSC, n.CLASS_TOKEN_POSITION,
+                                 csc_with_init=n.CSC_WITH_INIT)

@@ -14,16 +14,16 @@ with ``z``/``z0`` the logits from ``t``/``t0`` (research notes lamm_nemesis.md �
   feature and only the label tokens train;
 - ``coop``: CoOp's learned context (``CoOpPromptLearner``); ``t0`` uses the *current* context with the original
   name, so it is not frozen CLIP and, in ``released`` KD, gradients reach the context through ``z0`` too;
-- ``maple``: MaPLe's coupled deep prompts (``trainers.maple.MaPLePromptLearner``); the labels replace the class
-  name after MaPLe's fixed text ("[SOS] ctx ctx of a <M_c> . [EOT]"), or with ``MAPLE_LABEL_SLOT released`` take
-  the slot of "of" as the released code does ("[SOS] ctx ctx <M_c> a {class}. [EOT]").
+- ``maple``: MaPLe's coupled deep prompts (``trainers.maple.MaPLePromptLearner``); as the released code, one
+  learned token per class takes the slot of "of" and the full name stays ("[SOS] ctx ctx <M_c> a {class}. [EOT]");
+  ``MAPLE_LABEL_SLOT name`` puts the labels in place of the class name after MaPLe's fixed text
+  ("[SOS] ctx ctx of a <M_c> . [EOT]").
 
-Where the released code and the paper differ, the default reproduces the code and a key gives the paper's
-reading, except for the label tokens (the paper's ``all`` by default) and the released MaPLe slot (a bug, opt-in);
-every choice is listed in docs/LAMM.md:
+Where the released code and the paper differ, the default reproduces the code and a key gives the other reading
+(issue 14); every choice is listed in docs/LAMM.md:
 
-- ``LABEL_TOKENS`` ``all`` (paper: every name token learns) | ``min_len`` (code: the first min-length tokens);
-- ``MAPLE_LABEL_SLOT`` ``name`` (labels replace the class name) | ``released`` (the code's slot of "of");
+- ``LABEL_TOKENS`` ``min_len`` (code: the first min-length tokens of each name) | ``all`` (paper: every name token);
+- ``MAPLE_LABEL_SLOT`` ``released`` (the code's slot of "of", one token) | ``name`` (labels replace the class name);
 - ``WC_WEIGHT`` 1.0 with ``WC_PER_SHOT False``: the released few-shot scripts never pass ``--shots``, so the code's
   ``1/cfg.shots`` is 1 at every shot count; ``WC_PER_SHOT True`` gives ``WC_WEIGHT / DATASET.NUM_SHOTS`` (1/shots,
   the apparent intent and what the base2new/continual scripts' ``--shots 16`` gave);
@@ -52,6 +52,7 @@ from .lamm_labels import LABEL_TOKEN_MODES, LabelTable
 from .lamm_losses import LOSS_MODES, feature_cosine_loss, logit_distillation
 from .maple import MaPLePromptLearner
 from .prompt_types import TextPrompts, VisionPrompts
+from .released import drop_class_buffers, lamm_released_state
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,8 @@ class LAMMPromptLearner(nn.Module):
 def build_coop_learner(trainer: "LAMMTrainer", backbone, classnames: List[str], freeze_context: bool):
     """``clip`` (frozen hand-written context) and ``coop`` (learned context) bases."""
     n = trainer.node
-    prompt = CoOpPromptLearner(backbone, classnames, n.N_CTX, n.CTX_INIT, n.CSC, n.CLASS_TOKEN_POSITION)
+    prompt = CoOpPromptLearner(backbone, classnames, n.N_CTX, n.CTX_INIT, n.CSC, n.CLASS_TOKEN_POSITION,
+                               csc_with_init=n.CSC_WITH_INIT, cfg_node="TRAINER.LAMM")
     if freeze_context:
         if not n.CTX_INIT:
             raise ValueError('TRAINER.LAMM.BASE "clip" freezes the hand-written context: set TRAINER.LAMM.CTX_INIT '
@@ -132,12 +134,13 @@ class LAMMTrainer(PromptTrainer):
         cfg.TRAINER.LAMM.N_CTX = 4  # context vectors (coop: overridden by CTX_INIT's word count; maple: first N)
         cfg.TRAINER.LAMM.CTX_INIT = "a photo of a"  # context phrase; "" = random N(0, 0.02) (coop, maple)
         cfg.TRAINER.LAMM.CSC = False  # class-specific context (coop)
+        cfg.TRAINER.LAMM.CSC_WITH_INIT = "shared"  # CSC with CTX_INIT: shared (released, CSC ignored) or per_class
         cfg.TRAINER.LAMM.CLASS_TOKEN_POSITION = "end"  # end, middle or front (clip/coop; the code supports end)
         cfg.TRAINER.LAMM.PROMPT_DEPTH = 9  # maple: layers with prompts (MaPLe's default)
         cfg.TRAINER.LAMM.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
-        cfg.TRAINER.LAMM.LABEL_TOKENS = "all"  # all (every name token learns, paper) or min_len (released code)
+        cfg.TRAINER.LAMM.LABEL_TOKENS = "min_len"  # min_len (released code) or all (every name token, paper)
         cfg.TRAINER.LAMM.RANDOM_INIT = False  # label tokens from N(0, 0.02^2); the L_WC anchor is that draw
-        cfg.TRAINER.LAMM.MAPLE_LABEL_SLOT = "name"  # maple: name (labels replace the name) or released ("of" slot)
+        cfg.TRAINER.LAMM.MAPLE_LABEL_SLOT = "released"  # maple: released ("of" slot, 1 token) or name (replace it)
         cfg.TRAINER.LAMM.WC_WEIGHT = 1.0  # λ_WC on sum (M - M0)^2 (1.0 = released few-shot scripts)
         cfg.TRAINER.LAMM.WC_PER_SHOT = False  # True: λ_WC = WC_WEIGHT / DATASET.NUM_SHOTS (1/shots)
         cfg.TRAINER.LAMM.COS_WEIGHT = 1.0  # λ_COS on mean (1 - cos(t, sg(t0)))
@@ -150,7 +153,7 @@ class LAMMTrainer(PromptTrainer):
         super().check_cfg(cfg)
         n = cfg.TRAINER.LAMM
         choices = {"BASE": BASES, "LABEL_TOKENS": LABEL_TOKEN_MODES, "COS_MODE": LOSS_MODES,
-                   "KD_MODE": LOSS_MODES, "MAPLE_LABEL_SLOT": ("name", "released")}
+                   "KD_MODE": LOSS_MODES, "MAPLE_LABEL_SLOT": ("released", "name")}
         for key, allowed in choices.items():
             if n[key] not in allowed:
                 raise ValueError(f'TRAINER.LAMM.{key} is "{n[key]}"; choose one of {", ".join(allowed)}.')
@@ -186,6 +189,10 @@ class LAMMTrainer(PromptTrainer):
         return w / self.cfg.DATASET.NUM_SHOTS if self.node.WC_PER_SHOT else w
 
     # ---- the forward pass ----------------------------------------------------------------------------------
+    @property
+    def FROZEN_IMAGE_FEATURES(self) -> bool:  # noqa: N802 - the PromptTrainer attribute, decided by the config here
+        return self.node.BASE != "maple"  # on CLIP/CoOp the image path has no prompt; MaPLe's is learned
+
     def vision_prompts(self) -> VisionPrompts:
         return self.prompt_learner.vision()
 
@@ -243,6 +250,8 @@ class LAMMTrainer(PromptTrainer):
         :meth:`load_extra_checkpoint_state` (the saved class set may differ from this one)."""
         if name != self.MODEL_NAME:
             return super().load_model_state_dict(name, state_dict)
+        state_dict, self._released_meta = lamm_released_state(state_dict, self.classnames, LABEL_PREFIX)
+        state_dict = drop_class_buffers(state_dict)
         label_keys = [k for k in state_dict if k.startswith(LABEL_PREFIX)]
         self._pending_labels = {k[len(LABEL_PREFIX):]: state_dict[k] for k in label_keys}
         rest = {k: v for k, v in state_dict.items() if k not in label_keys}
@@ -255,7 +264,7 @@ class LAMMTrainer(PromptTrainer):
         if name != self.MODEL_NAME:
             return
         saved, self._pending_labels = self._pending_labels or {}, None
-        meta = checkpoint.get(META_KEY)
+        meta = checkpoint.get(META_KEY) or getattr(self, "_released_meta", None)
         if meta is None or "values" not in saved:
             raise ValueError(f"The {name} checkpoint holds no LAMM label table ({META_KEY} and "
                              f"{LABEL_PREFIX}values): was it saved by another trainer? Load it with its own "

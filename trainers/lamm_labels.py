@@ -4,9 +4,9 @@ Class ``c``'s name tokenises into ``n_c`` BPE tokens whose CLIP embeddings are `
 first ``k_c`` of them (gaojingsheng/LAMM ``trainers/coop.py``, ``token_classes``; research notes
 lamm_nemesis.md §1.2):
 
-- ``LABEL_TOKENS all`` (default, the paper's reading): ``k_c = n_c``, every token of every name;
-- ``LABEL_TOKENS min_len`` (the released code): ``k_c = min_c' n_c'``, the shortest name's length over the class
-  set, so only the first ``min_len`` tokens of each name learn and the rest stay CLIP's.
+- ``LABEL_TOKENS min_len`` (default, the released code): ``k_c = min_c' n_c'``, the shortest name's length over the
+  class set, so only the first ``min_len`` tokens of each name learn and the rest stay CLIP's;
+- ``LABEL_TOKENS all`` (the paper's reading): ``k_c = n_c``, every token of every name.
 
 The learned tokens are stored flat, class after class: ``values [K, d_t]`` (the parameter), ``anchor [K, d_t]``
 (their initial value ``M^0``, a saved buffer), with ``K = sum_c k_c``. Where they go in a prompt is given by

@@ -228,9 +228,8 @@ class NemesisTrainer(PromptTrainer):
         self.set_model_mode("eval")
         self.before_test()
         correct = total = 0
-        for batch in self.test_loader:
-            images, labels = self.parse_batch_test(batch)
-            correct += int((self.model_inference(images).argmax(dim=-1) == labels).sum())
+        for logits, labels in self.evaluation_outputs(self.test_loader):
+            correct += int((logits.argmax(dim=-1) == labels).sum())
             total += labels.numel()
         self.after_test()
         self.set_model_mode("train")

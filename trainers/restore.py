@@ -29,12 +29,15 @@ parameters with ViT-B/16, N_CTX 2, J 9: MaPLe's 3,555,072 + 2 x 2,100,736 = 7,75
 from __future__ import annotations
 
 import logging
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from engine import TRAINER_REGISTRY
+from engine.utils import latest_checkpoint
+from engine.utils.dassl_checkpoint import load_checkpoint_or_dassl
 
 from .base import clip_logits
 from .deep_prompts import check_depth
@@ -43,6 +46,7 @@ from .feature_shift import (SHIFT_MEASURES, FrozenReference, GramReference, deep
 from .ivlp import IVLPPromptLearner
 from .maple import MaPLe, MaPLePromptLearner
 from .prompt_types import TextPrompts, VisionPrompts
+from .released import is_released_restore, restore_reference_state, restore_surgery_state
 from .restore_surgery import SurgeryBlock
 
 logger = logging.getLogger(__name__)
@@ -158,6 +162,30 @@ class RestoreTrainer(MaPLe):
                        if p.requires_grad)
         logger.info("RESTORE on %s, SHIFT %s, lambda %g; ratios r_t %g, r_v %g; trainable parameters in all: %s",
                     n.BASE, n.SHIFT, n.FS_LOSS_R, n.TEXT_CALIB_R, n.VIS_CALIB_R, f"{n_params:,}")
+
+    # ---- official released checkpoints ----------------------------------------------------------------------
+    def load_model(self, directory, epoch=None):
+        """Load trained modules; a released ``MaPLe_FSA`` run (only a ``MultiModalPromptLearner`` folder, holding
+        the whole ``CustomCLIP``) is split over the prompt learner, the surgery block and the FSC reference
+        (:mod:`trainers.released`)."""
+        folder = os.path.join(directory or "", self.MODEL_NAME)
+        if not directory or os.path.isdir(os.path.join(directory, self.SURGERY)) or not os.path.isdir(folder):
+            return super().load_model(directory, epoch)
+        best = os.path.join(folder, "model-best.pth.tar")
+        path = (os.path.join(folder, f"model.pth.tar-{epoch}") if epoch is not None
+                else best if os.path.isfile(best) else latest_checkpoint(folder))
+        if path is None or not os.path.isfile(path):
+            raise FileNotFoundError(f"No checkpoint at {path or folder}; check --model-dir and --load-epoch.")
+        state = load_checkpoint_or_dassl(path, map_location=self.device)["state_dict"]
+        if not is_released_restore(state):
+            raise FileNotFoundError(f"{directory} has no {self.SURGERY}/ folder and {path} holds no RESTORE adapters "
+                                    "(text_adapter.*): it is not a RESTORE run.")
+        logger.info("Loading a released MaPLe_FSA checkpoint from %s", path)
+        self.load_model_state_dict(self.MODEL_NAME, state)
+        self.load_model_state_dict(self.SURGERY, restore_surgery_state(state))
+        reference = restore_reference_state(state)
+        if reference is not None:
+            self.load_model_state_dict(self.REFERENCE, reference)
 
     # ---- the forward pass ----------------------------------------------------------------------------------
     def text_features(self) -> torch.Tensor:

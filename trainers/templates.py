@@ -1,4 +1,4 @@
-"""Hand-written prompt templates (CoOp's ``CUSTOM_TEMPLATES`` and the ImageNet ensembles).
+"""Hand-written prompt templates (CoOp's ``CUSTOM_TEMPLATES``, the APLe draft's set and the ImageNet ensembles).
 
 The 80 ImageNet templates come from open_clip's copy of OpenAI's list; ``IMAGENET_TEMPLATES_SELECT`` are the 7
 that CoOp's ZeroshotCLIP2 ensembles with the per-dataset template.
@@ -29,6 +29,20 @@ CUSTOM_TEMPLATES = {
     "ImageNetR": "a photo of a {}.",
 }
 
+# The APLe draft's own per-dataset templates for its zero-shot teacher (issue 14); they differ from CoOp's on
+# OxfordPets, OxfordFlowers, FGVCAircraft, DescribableTextures and Food101. Unlisted datasets: "a photo of a {}.".
+APLE_DRAFT_TEMPLATES = {
+    "OxfordPets": "a type of pet, a photo of a {}.",
+    "OxfordFlowers": "a type of flower, a photo of a {}.",
+    "FGVCAircraft": "a type of aircraft, a photo of a {}.",
+    "DescribableTextures": "a texture of {}.",
+    "Food101": "a type of food, a photo of {}.",
+    "EuroSAT": "a centered satellite photo of {}.",
+    "UCF101": "a photo of a person doing {}.",
+}
+
+TEMPLATE_SETS = {"coop": CUSTOM_TEMPLATES, "aple_draft": APLE_DRAFT_TEMPLATES}
+
 IMAGENET_TEMPLATES: List[str] = [t("{}") for t in OPENAI_IMAGENET_TEMPLATES]
 
 IMAGENET_TEMPLATES_SELECT = [
@@ -42,6 +56,14 @@ IMAGENET_TEMPLATES_SELECT = [
 ]
 
 
-def dataset_template(dataset_name: str) -> str:
-    """The hand-written template of a dataset (``"a photo of a {}."`` for datasets CoOp did not list)."""
-    return CUSTOM_TEMPLATES.get(dataset_name, DEFAULT_TEMPLATE)
+def dataset_template(dataset_name: str, template_set: str = "coop") -> str:
+    """The hand-written template of a dataset in ``template_set`` (``TEMPLATE_SETS``; CoOp's by default), and
+    ``"a photo of a {}."`` for datasets the set does not list."""
+    if template_set not in TEMPLATE_SETS:
+        raise ValueError(f'Unknown template set "{template_set}"; choose one of {", ".join(TEMPLATE_SETS)}.')
+    return TEMPLATE_SETS[template_set].get(dataset_name, DEFAULT_TEMPLATE)
+
+
+def config_template(cfg) -> str:
+    """``DATASET.TEMPLATE`` when the config sets one, else the dataset's hand-written template."""
+    return cfg.DATASET.get("TEMPLATE", "") or dataset_template(cfg.DATASET.NAME)

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 from typing import List
 
-import torch
-
 import clip
 from engine import TRAINER_REGISTRY
 
 from .base import PromptTrainer, clip_logits
 from .precision import Precision
-from .templates import IMAGENET_TEMPLATES_SELECT, dataset_template
+from .templates import IMAGENET_TEMPLATES_SELECT, config_template
 
 
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP(PromptTrainer):
     CFG_NODE = "ZSCLIP"
+    FROZEN_IMAGE_FEATURES = True
 
     @staticmethod
     def extend_cfg(cfg):
@@ -30,7 +29,7 @@ class ZeroshotCLIP(PromptTrainer):
         cfg.TRAINER.ZSCLIP.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
 
     def templates(self) -> List[str]:
-        return [dataset_template(self.cfg.DATASET.NAME)]
+        return [config_template(self.cfg)]
 
     def build_model(self):
         cfg = self.cfg
@@ -49,10 +48,8 @@ class ZeroshotCLIP(PromptTrainer):
     def before_test(self):
         pass
 
-    @torch.no_grad()
-    def model_inference(self, images):
-        with self.precision.autocast():
-            return clip_logits(self.clip_model.encode_image(images), self.text_weights, self.logit_scale)
+    def logits_from_features(self, image_features):
+        return clip_logits(image_features, self.text_weights, self.logit_scale)
 
 
 @TRAINER_REGISTRY.register()
@@ -64,4 +61,4 @@ class ZeroshotCLIP2(ZeroshotCLIP):
         pass  # shares TRAINER.ZSCLIP
 
     def templates(self) -> List[str]:
-        return IMAGENET_TEMPLATES_SELECT + [dataset_template(self.cfg.DATASET.NAME)]
+        return IMAGENET_TEMPLATES_SELECT + [config_template(self.cfg)]

@@ -54,6 +54,7 @@ _C.DATASET.NUM_LABELED = -1
 _C.DATASET.NUM_SHOTS = -1  # shots per class; < 1 means all training data
 _C.DATASET.VAL_PERCENT = 0.1
 _C.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base (first ceil(n/2) labels) or new (the rest); CoOp's extend_cfg
+_C.DATASET.TEMPLATE = ""  # hand-written prompt template, e.g. "a photo of a {}."; "" = the dataset's (templates.py)
 
 ###########################
 # Dataloader
@@ -139,6 +140,7 @@ _C.TEST.COMPUTE_CMAT = False
 _C.TEST.NO_TEST = False
 _C.TEST.SPLIT = "test"  # test or val
 _C.TEST.FINAL_MODEL = "last_step"  # last_step or best_val
+_C.TEST.FEATURE_CACHE = True  # reuse stored image features where the image path has no learned input (exact)
 
 ###########################
 # Trainer

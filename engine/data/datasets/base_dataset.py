@@ -13,7 +13,7 @@ with two deliberate differences:
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Dict, List, Optional, Sequence
 
 
@@ -119,6 +119,22 @@ class DatasetBase:
     @property
     def num_classes(self) -> int:
         return self._num_classes
+
+    @property
+    def shots_per_class(self) -> Dict[str, int]:
+        """``{classname: number of train_x items}`` in label order: the shots each class actually trains on.
+
+        With ``DATASET.NUM_SHOTS = k`` a class with fewer than ``k`` training items keeps all of them
+        (:meth:`generate_fewshot_dataset`), so this, not ``k``, is what a run used. A classname shared by two labels
+        is keyed ``"<classname> (<label>)"`` so no count is lost.
+        """
+        counts = defaultdict(int)
+        for item in self._train_x or []:
+            counts[item.label] += 1
+        labels = sorted(counts)
+        uses = Counter(self._lab2cname[label] for label in labels)
+        return {self._lab2cname[label] if uses[self._lab2cname[label]] == 1 else f"{self._lab2cname[label]} ({label})":
+                counts[label] for label in labels}
 
     @staticmethod
     def get_num_classes(data_source: Sequence[Datum]) -> int:

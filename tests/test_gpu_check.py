@@ -1,0 +1,30 @@
+"""tools.gpu_check: refuses clearly without CUDA; its per-trainer check runs end to end (here on CPU, tiny CLIP)."""
+import argparse
+
+import pytest
+import torch
+
+from tests.helpers import TINY_VIT
+from tools import gpu_check
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_refuses_without_cuda(capsys):
+    assert gpu_check.main(["--trainers", "CoOp"]) == 2
+    err = capsys.readouterr().err
+    assert "No CUDA GPU is visible" in err and "scripts/test.sh" in err
+
+
+@pytest.mark.parametrize("trainer", ["ZeroshotCLIP", "CoOp"])
+def test_one_check_end_to_end_on_cpu(tmp_path, trainer):
+    args = argparse.Namespace(device="cpu", root=str(tmp_path / "data"), backbone=TINY_VIT, size=32, steps=2,
+                              eval_images=40, opts=["MODEL.BACKBONE.CACHE_DIR", str(tmp_path / "cache")])
+    ref = gpu_check.probe_logits(gpu_check.build(trainer, "fp32", args.root, args.backbone, args.size, opts=args.opts))
+    row = gpu_check.check_one(trainer, "fp16", ref, args)  # fp16 runs in fp32 on CPU: identical logits
+    assert row["failures"] == [] and row["max_logit_diff"] == 0.0
+    assert (row["final_loss"] is None) == (trainer == "ZeroshotCLIP")
+    assert row["eval_images_per_s"] > 0 and row["eval_over_load_plus_encoder"] > 0
+    assert "ok" in gpu_check.format_row(row)
+    # a disagreeing reference fails the check, and says by how much
+    bad = gpu_check.check_one(trainer, "fp16", ref + 5.0, args)
+    assert bad["failures"] and "differ from fp32" in bad["failures"][0]

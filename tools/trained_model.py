@@ -1,0 +1,147 @@
+"""A trained run (or zero-shot CLIP) rebuilt for any list of class names, without its dataset.
+
+    trainer = load_run("output/pets/CoOp/seed1", ["cat", "dog"])            # config + weights from the run
+    trainer = zeroshot_trainer("ZeroshotCLIP", "ViT-B/16", ["cat", "dog"])  # nothing trained
+    logits = trainer.model_inference(images)                                # [B, C], after trainer.before_test()
+
+The run directory's ``config.yaml`` (written by ``train.py``) gives the trainer, backbone and every setting; the
+weights are loaded by the trainer's own ``load_model`` (``model.pth.tar-<E>``, else the best, else the newest; the
+official Dassl layouts go through the same mappers as ``--eval-only --model-dir``). The trainer is the registered
+class with one change: its data manager holds only the class names (:class:`ClassNamesData`), so the text side
+(learned context, label tokens, ...) is built for exactly those names. Class names are used as given, ``_`` read as
+a space, as for datasets. For LAMM, names without a learned label fall back to their own tokens (docs/LAMM.md).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import List, Optional, Sequence
+
+import torch
+
+from engine.config import build_cfg
+from engine.data.transforms import build_transform
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]  # OpenAI CLIP's preprocessing statistics
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+class ClassNamesData:
+    """Stands in for ``DataManager``: the class names and nothing to load (``dm.dataset.classnames`` etc.)."""
+
+    def __init__(self, classnames: Sequence[str]):
+        self.dataset = self
+        self.classnames = list(classnames)
+        self.lab2cname = dict(enumerate(self.classnames))
+        self.num_classes = len(self.classnames)
+        self.num_source_domains = 0
+        self.train_x, self.val, self.test = [], [], []
+        self.train_loader_x = self.train_loader_u = self.val_loader = self.test_loader = None
+
+
+def trainer_for_classes(cfg, classnames: Sequence[str]):
+    """The registered trainer of ``cfg`` built for ``classnames`` (a subclass whose data is :class:`ClassNamesData`)."""
+    from engine import TRAINER_REGISTRY
+
+    if len(classnames) < 1:
+        raise ValueError("No class names given: pass --classnames NAME [NAME ...] or a text file with one per line.")
+    if len(set(classnames)) != len(classnames):
+        dup = sorted({c for c in classnames if list(classnames).count(c) > 1})
+        raise ValueError(f"Class names must be unique; repeated: {', '.join(dup)}.")
+    base = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+
+    def build_data_loader(self):
+        self.dm = ClassNamesData(classnames)
+        for attr in ("train_loader_x", "train_loader_u", "val_loader", "test_loader", "num_classes",
+                     "num_source_domains", "lab2cname"):
+            setattr(self, attr, getattr(self.dm, attr))
+
+    cls = type(f"{base.__name__}ForClassNames", (base,), {"build_data_loader": build_data_loader})
+    return cls(cfg)
+
+
+def run_config(model_dir: str, opts: Sequence[str] = ()):
+    """The resolved config of a training run (``<model_dir>/config.yaml``), with ``opts`` applied."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: --model-dir must be a run directory written by train.py "
+                                f"(it holds {CONFIG_FILE} and one folder of checkpoints per trained module).")
+    return build_cfg("", path, list(opts))
+
+
+def load_run(model_dir: str, classnames: Sequence[str], load_epoch: Optional[int] = None, opts: Sequence[str] = ()):
+    """The run's trainer for ``classnames`` with its trained weights loaded, in evaluation mode. ``model_dir`` may
+    also be a ``prompts`` file written by ``tools.export``."""
+    if os.path.isfile(model_dir):
+        return load_exported(model_dir, classnames, opts)
+    trainer = trainer_for_classes(run_config(model_dir, opts), classnames)
+    if trainer.get_model_names():
+        trainer.load_model(model_dir, epoch=load_epoch)
+    trainer.set_model_mode("eval")
+    return trainer
+
+
+def load_exported(path: str, classnames: Sequence[str], opts: Sequence[str] = ()):
+    """The trainer of a ``tools.export`` ``prompts`` file for ``classnames``, its modules loaded, in evaluation mode."""
+    import tempfile
+
+    artefact = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(artefact, dict) or artefact.get("kind") != "prompts":
+        kind = artefact.get("kind") if isinstance(artefact, dict) else None
+        raise ValueError(f"{path} is not a prompts export of tools.export (kind {kind!r}); a text_features export "
+                         "is used directly with open_clip (README, \"Your own data\").")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(artefact["config"])
+    try:
+        cfg = build_cfg("", f.name, list(opts))
+    finally:
+        os.remove(f.name)
+    trainer = trainer_for_classes(cfg, classnames or artefact["classnames"])
+    for name, saved in artefact["modules"].items():
+        trainer.load_model_state_dict(name, saved["state_dict"])
+        trainer.load_extra_checkpoint_state(name, saved)
+    trainer.set_model_mode("eval")
+    return trainer
+
+
+def zeroshot_trainer(trainer: str, backbone: str, classnames: Sequence[str], config_file: str = "",
+                     opts: Sequence[str] = ()):
+    """Zero-shot CLIP (``ZeroshotCLIP``/``ZeroshotCLIP2``) on ``backbone`` for ``classnames``; CLIP's preprocessing
+    (bicubic, CLIP statistics, the backbone's input size) unless ``config_file`` sets the input."""
+    base = ["INPUT.INTERPOLATION", "bicubic", "INPUT.PIXEL_MEAN", str(CLIP_MEAN), "INPUT.PIXEL_STD", str(CLIP_STD),
+            "INPUT.TRANSFORMS", "('normalize',)"] if not config_file else []
+    cfg = build_cfg("", config_file, [*base, *opts], trainer=trainer, backbone=backbone)
+    model = trainer_for_classes(cfg, classnames)
+    model.set_model_mode("eval")
+    return model
+
+
+def eval_transform(trainer, match_backbone: bool = False):
+    """The run's test-time preprocessing; ``match_backbone`` sets the input size to a ViT backbone's own."""
+    cfg = trainer.cfg
+    if match_backbone and trainer.clip_model.is_vit:
+        cfg = cfg.clone()
+        cfg.defrost()
+        size = trainer.clip_model.image_size
+        cfg.INPUT.SIZE = (size, size)
+    return build_transform(cfg, is_train=False)
+
+
+@torch.no_grad()
+def text_side(trainer) -> None:
+    """Prepare the trainer's per-evaluation text cache (``before_test``), as ``test()`` does."""
+    trainer.set_model_mode("eval")
+    trainer.before_test()
+
+
+def class_names_arg(values: Optional[List[str]]) -> Optional[List[str]]:
+    """``--classnames``: names, or one existing text file with a name per line (blank lines skipped)."""
+    if not values:
+        return None
+    if len(values) == 1 and os.path.isfile(values[0]):
+        with open(values[0], encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+    return list(values)
