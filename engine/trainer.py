@@ -190,10 +190,7 @@ class TrainerBase:
         for name, ckpt in ckpts.items():
             path = module_path(directory, name, epoch)
             self.load_checkpoint_state(name, ckpt, path)
-            if self._optims[name] is not None and ckpt.get("optimizer") is not None:
-                self._optims[name].load_state_dict(ckpt["optimizer"])
-            if self._scheds[name] is not None and ckpt.get("scheduler") is not None:
-                self._scheds[name].load_state_dict(ckpt["scheduler"])
+            self._restore_optimisation(name, ckpt, epoch, config_changed=bool(changes))
         first = ckpts[names[0]]
         if first.get("rng") is not None:
             set_rng_state(first["rng"])
@@ -209,6 +206,27 @@ class TrainerBase:
                                OVERRIDE_FLAG, format_diff([tuple(c) for c in changes]))
         logger.info("Resumed from %s (epoch %d finished)", directory, epoch)
         return epoch
+
+    def _restore_optimisation(self, name: str, ckpt: dict, epoch: int, config_changed: bool) -> None:
+        """Restore ``name``'s optimiser and schedule after ``epoch`` finished epochs.
+
+        Normally both come back exactly as saved. After an allowed config change, what runs must be the new config:
+        the optimiser keeps its saved state (momentum buffers) but takes the new hyper-parameters (LR, momentum,
+        weight decay), and the schedule is the new config's closed-form schedule fast-forwarded to ``epoch``.
+        """
+        optim, sched = self._optims[name], self._scheds[name]
+        if optim is not None and ckpt.get("optimizer") is not None:
+            fresh = [{k: v for k, v in g.items() if k != "params"} for g in optim.param_groups]
+            optim.load_state_dict(ckpt["optimizer"])
+            if config_changed:
+                for group, new in zip(optim.param_groups, fresh):
+                    group.update(new)
+        if sched is None or ckpt.get("scheduler") is None:
+            return
+        if config_changed and hasattr(sched, "fast_forward"):
+            sched.fast_forward(epoch)
+        else:
+            sched.load_state_dict(ckpt["scheduler"])
 
     def config_changes(self) -> list:
         """Config changes allowed on resume in this run's history (recorded in results.json)."""

@@ -127,6 +127,23 @@ def test_resume_with_another_config_is_refused_then_recorded(root, tmp_path, cap
     res = json.load(open(out / "results.json"))
     assert res["config"]["OPTIM"]["LR"] == 0.5
     assert res["config_changes"] == [{"resumed_after_epoch": 1, "changes": [["OPTIM.LR", 0.05, 0.5]]}]
+    # what ran is the new config: epoch 1 at 0.05 (cosine over 2 epochs, no warm-up), epoch 2 at the NEW schedule,
+    # 0.5 * (1 + cos(pi * 1 / 2)) / 2 = 0.25 (the old one would give 0.025)
+    lrs = [json.loads(line)["lr"] for line in open(out / "metrics.jsonl")]
+    assert lrs == pytest.approx([0.05, 0.25])
+
+
+def test_allowed_change_of_schedule_runs_the_new_schedule(root, tmp_path):
+    """The issue's case: LR 0.05 / 2 epochs, killed after epoch 1, resumed with LR 0.5 and 3 epochs."""
+    out = tmp_path / "run"
+    assert run(argv(root, out), kill_at="epoch1|write|checkpoints.json|1")[0] == "killed"
+    changed = argv(root, out) + ["OPTIM.LR", "0.5", "OPTIM.MAX_EPOCH", "3"]
+    assert run(["--allow-config-change", *changed])[0] == 0
+    lrs = [json.loads(line)["lr"] for line in open(out / "metrics.jsonl")]
+    # cosine over 3 epochs from 0.5: epoch 2 = 0.5 * (1 + cos(pi/3)) / 2 = 0.375, epoch 3 = 0.5 * (1 + cos(2pi/3)) / 2
+    assert lrs == pytest.approx([0.05, 0.375, 0.125])
+    res = json.load(open(out / "results.json"))
+    assert res["epoch"] == 3 and res["config"]["OPTIM"]["MAX_EPOCH"] == 3
 
 
 def test_checkpoint_of_another_trainer_is_refused(root, tmp_path, capsys):
