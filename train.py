@@ -5,7 +5,10 @@
         DATASET.NUM_SHOTS 16
 
 Trailing ``KEY VALUE`` pairs override the config. A finished run (``results.json`` in its output directory) is not
-retrained: the script says so and exits, unless ``--force``. An unfinished one resumes from its last checkpoint.
+retrained: the script says so and exits, unless ``--force``. An unfinished one resumes from its last checkpoint
+(the newest epoch complete for every module), if it was trained with the same config (``--allow-config-change``
+overrides). One run at a time per output directory (a file lock). User mistakes print one ``error:`` line and exit
+with status 2 (``--debug`` for the traceback).
 """
 from __future__ import annotations
 
@@ -36,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--load-epoch", type=int, help="load the model weights of this epoch for evaluation")
     p.add_argument("--no-train", action="store_true", help="build everything but do not train")
     p.add_argument("--force", action="store_true", help="run even if the output directory holds finished results")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume a run saved with another config (the change is recorded in results.json)")
+    p.add_argument("--allow-partial-load", action="store_true",
+                   help="load checkpoints of another trainer or with other keys (sets MODEL.ALLOW_PARTIAL_LOAD)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of user errors")
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options (KEY VALUE ...)")
     return p
 
@@ -43,53 +51,85 @@ def build_parser() -> argparse.ArgumentParser:
 def setup_cfg(args):
     from engine.config import build_cfg
 
-    return build_cfg(args.dataset_config_file, args.config_file, args.opts or [], root=args.root or None,
+    opts = list(args.opts or []) + (["MODEL.ALLOW_PARTIAL_LOAD", "True"] if args.allow_partial_load else [])
+    return build_cfg(args.dataset_config_file, args.config_file, opts, root=args.root or None,
                      output_dir=args.output_dir or None, resume=args.resume or None, seed=args.seed,
                      trainer=args.trainer or None, backbone=args.backbone or None, transforms=args.transforms)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from engine.config import ConfigError
+    from engine.errors import user_error_types
 
     try:
-        cfg = setup_cfg(args)
-    except (ConfigError, KeyError) as e:
+        return run(args)
+    except user_error_types() as e:
+        if args.debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    import torch
+
+def run(args) -> int:
+    from engine.errors import UserError
+
+    cfg = setup_cfg(args)
+
     from engine import build_trainer
+    from engine.checkpoint_set import read_manifest
+    from engine.config_fingerprint import check_resume_config
+    from engine.registry import TRAINER_REGISTRY
+    from engine.run_files import remove_stale_temp_files
     from engine.trainer import RESULTS_FILE
     from engine.utils import collect_env_info, set_random_seed, setup_logger
+    from engine.utils.run_lock import RunLock
 
+    try:
+        TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    except KeyError as e:
+        raise UserError(e.args[0] if e.args else str(e)) from None
     results_path = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE)
     if os.path.isfile(results_path) and not args.force:
         print(f"{cfg.OUTPUT_DIR} already holds finished results ({results_path}); not running again. "
               "Pass --force to run anyway, or choose another --output-dir.")
         return 0
+    try:
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        if not os.access(cfg.OUTPUT_DIR, os.W_OK):
+            raise PermissionError("not writable")
+    except OSError as e:
+        raise UserError(f"Cannot use --output-dir {cfg.OUTPUT_DIR} ({e.strerror or e}); choose a writable "
+                        "folder.") from None
 
-    setup_logger(cfg.OUTPUT_DIR)
-    set_random_seed(cfg.SEED, deterministic=cfg.DETERMINISTIC)
-    logger.info("** Arguments **\n%s", "\n".join(f"{k}: {v}" for k, v in sorted(vars(args).items())))
-    logger.info("** Config **\n%s", cfg.dump())
-    logger.info("** Environment **\n%s", collect_env_info())
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-        f.write(cfg.dump())
+    with RunLock(cfg.OUTPUT_DIR) as lock:
+        setup_logger(cfg.OUTPUT_DIR)
+        lock.warn_if_taken_over()
+        remove_stale_temp_files(cfg.OUTPUT_DIR)
+        if not args.eval_only and not args.no_train:
+            manifest = read_manifest(cfg.RESUME or cfg.OUTPUT_DIR)
+            if manifest and manifest.get("epochs") and manifest.get("config"):  # refuse before config.yaml is written
+                check_resume_config(manifest["config"], cfg, cfg.RESUME or cfg.OUTPUT_DIR, args.allow_config_change)
+        set_random_seed(cfg.SEED, deterministic=cfg.DETERMINISTIC)
+        logger.info("** Arguments **\n%s", "\n".join(f"{k}: {v}" for k, v in sorted(vars(args).items())))
+        logger.info("** Config **\n%s", cfg.dump())
+        logger.info("** Environment **\n%s", collect_env_info())
+        from engine.utils import atomic_write_text
 
-    trainer = build_trainer(cfg)
-    if args.eval_only:
-        trainer.eval_only = True
-        trainer.model_dir = args.model_dir or None
-        trainer.load_epoch = args.load_epoch
-        if trainer.get_model_names():
-            trainer.load_model(args.model_dir, epoch=args.load_epoch)
-        trainer.test()
+        atomic_write_text(cfg.dump(), os.path.join(cfg.OUTPUT_DIR, "config.yaml"))
+
+        trainer = build_trainer(cfg)
+        trainer.allow_config_change = args.allow_config_change
+        if args.eval_only:
+            trainer.eval_only = True
+            trainer.model_dir = args.model_dir or None
+            trainer.load_epoch = args.load_epoch
+            if trainer.get_model_names():
+                trainer.load_model(args.model_dir, epoch=args.load_epoch)
+            trainer.test()
+            return 0
+        if not args.no_train:
+            trainer.train()
         return 0
-    if not args.no_train:
-        trainer.train()
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@ Differences from Dassl, all on the engineering side (codebase_anchors §6):
   itself on its last batch is not stepped twice;
 - checkpoints hold the registered modules' state (never the frozen CLIP), the optimiser, the scheduler and every RNG
   state as plain tensors, are written atomically every ``TRAIN.CHECKPOINT_FREQ`` epochs (newest
-  ``TRAIN.KEEP_LAST`` kept) and load with ``weights_only=True``; a killed run restarted with the same command
-  continues from its last checkpoint and, on CPU with a fixed seed, ends with the same metrics;
-- every epoch appends a line to ``metrics.jsonl``; every evaluation writes ``results.json``;
+  ``TRAIN.KEEP_LAST`` kept) and load with ``weights_only=True``; an epoch counts as saved once the manifest
+  (``engine.checkpoint_set``) declares it complete for every module, so a killed run restarted with the same
+  command continues from one consistent epoch (with the same config, see ``engine.config_fingerprint``) and, on
+  CPU with a fixed seed, ends bit-identical to an uninterrupted run;
+- every epoch appends a line to ``metrics.jsonl`` before its checkpoint; every test evaluation writes
+  ``results.json``;
 - a NaN/Inf loss stops the run with a message saying where and what to try; saved checkpoints are untouched;
 - train/eval switching acts only on registered modules, so frozen CLIP stays in eval mode (BatchNorm in RN50).
 """
@@ -27,11 +30,17 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 
+from engine.checkpoint_set import (BEST_FILE, CheckpointMismatchError, CheckpointNotFoundError, check_identity,
+                                   complete_epochs, identity, matching_state, module_path, new_manifest, prune,
+                                   read_manifest, write_manifest)
+from engine.config_fingerprint import OVERRIDE_FLAG, check_resume_config, config_dict, format_diff
 from engine.data import DataManager
+from engine.errors import UserError
 from engine.evaluation import build_evaluator
+from engine.run_files import append_line, truncate_epoch_lines
+from engine.utils import (AverageMeter, CheckpointError, CorruptCheckpointError, MetricMeter, atomic_write_text,
+                          get_rng_state, git_commit, load_checkpoint, save_checkpoint, set_rng_state, versions)
 from engine.utils.dassl_checkpoint import load_checkpoint_or_dassl
-from engine.utils import (AverageMeter, MetricMeter, atomic_write_text, get_rng_state, git_commit, latest_checkpoint,
-                          load_checkpoint, prune_checkpoints, save_checkpoint, set_rng_state, versions)
 from engine.utils.progress import progress_line, should_print
 
 logger = logging.getLogger(__name__)
@@ -71,34 +80,80 @@ class TrainerBase:
         return names
 
     # ---- checkpoints --------------------------------------------------------------------------------------
+    def _trainer_name(self) -> str:
+        cfg = getattr(self, "cfg", None)
+        return cfg.TRAINER.NAME if cfg is not None else type(self).__name__
+
+    def _allow_partial_load(self) -> bool:
+        cfg = getattr(self, "cfg", None)
+        return bool(cfg is not None and cfg.MODEL.get("ALLOW_PARTIAL_LOAD", False))
+
     def model_state_dict(self, name: str) -> Dict[str, torch.Tensor]:
         """What is saved for a registered module: its state dict (trainable prompts and their buffers)."""
         return self._models[name].state_dict()
 
     def load_model_state_dict(self, name: str, state_dict: Dict[str, torch.Tensor]) -> None:
-        """Load a saved module state; class-set-dependent buffers are non-persistent, so they are rebuilt."""
-        missing, unexpected = self._models[name].load_state_dict(state_dict, strict=False)
-        if unexpected:
-            logger.warning("Ignored keys in the %s checkpoint: %s", name, unexpected)
-        if missing:
-            logger.warning("Keys of %s not in the checkpoint (kept at their initial value): %s", name, missing)
+        """Load a saved module state (after a trainer's mapping of released checkpoints). Keys and shapes must match
+        exactly unless ``MODEL.ALLOW_PARTIAL_LOAD``; class-set-dependent buffers are non-persistent and rebuilt."""
+        module = self._models[name]
+        what = f'{self._trainer_name()}\'s "{name}" module'
+        module.load_state_dict(matching_state(module, state_dict, what, self._allow_partial_load()), strict=False)
+
+    def load_checkpoint_state(self, name: str, ckpt: dict, path: str) -> None:
+        """Check a loaded file's identity, then load its module state and extra state into ``name``."""
+        check_identity(ckpt, self._trainer_name(), self.get_model_names(), name, path, self._allow_partial_load())
+        try:
+            self.load_model_state_dict(name, ckpt["state_dict"])
+        except CheckpointMismatchError as e:
+            raise CheckpointMismatchError(f"{path}: {e}") from None
+        self.load_extra_checkpoint_state(name, ckpt)
 
     def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None,
                    model_name: str = "") -> None:
-        """Save every registered model as ``<directory>/<name>/model.pth.tar-<epoch+1>`` (Dassl's naming)."""
+        """Save every registered model as ``<directory>/<name>/model.pth.tar-<epoch+1>`` (Dassl's naming); the
+        epoch counts as saved only once :meth:`commit_epoch` has written the manifest."""
         rng = get_rng_state()
-        for name in self.get_model_names():
+        names = self.get_model_names()
+        for name in names:
             optim, sched = self._optims[name], self._scheds[name]
+            state_dict = self.model_state_dict(name)
             state = {
-                "state_dict": self.model_state_dict(name),
+                "state_dict": state_dict,
                 "epoch": epoch + 1,
                 "optimizer": optim.state_dict() if optim is not None else None,
                 "scheduler": sched.state_dict() if sched is not None else None,
                 "val_result": val_result,
+                "best": self.best_record(),
                 "rng": rng,
             }
+            state.update(identity(self._trainer_name(), names, name, state_dict))
             state.update(self.extra_checkpoint_state(name))
             save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name)
+
+    def best_record(self) -> Optional[dict]:
+        """The best validation result so far and its (1-based) epoch, or ``None`` (``TEST.FINAL_MODEL best_val``)."""
+        if getattr(self, "best_epoch", None) is None:
+            return None
+        return {"result": float(self.best_result), "epoch": int(self.best_epoch)}
+
+    def commit_epoch(self, directory: str, epoch: int, keep_last: int = 0, protect: tuple = ()) -> None:
+        """Declare ``epoch`` (1-based) complete for every module in the manifest, then prune older epochs."""
+        names = self.get_model_names()
+        manifest = getattr(self, "_manifest", None) or new_manifest(self._trainer_name(), names)
+        manifest["epochs"] = sorted(set(manifest["epochs"]) | {epoch})
+        manifest["best"] = self.best_record()
+        cfg = getattr(self, "cfg", None)
+        manifest["config"] = config_dict(cfg) if cfg is not None else None
+        write_manifest(directory, manifest)
+        self._manifest = manifest
+        prune(directory, manifest, names, keep_last, protect)
+
+    def _start_manifest(self) -> None:
+        """A fresh run writes an empty manifest first, so module files without a manifest are never taken for a
+        complete epoch of this code (only for an older run's, or released weights)."""
+        self._manifest = new_manifest(self._trainer_name(), self.get_model_names())
+        self._manifest["config"] = config_dict(self.cfg)
+        write_manifest(self.output_dir, self._manifest)
 
     def extra_checkpoint_state(self, name: str) -> dict:
         """Extra plain values to store with a registered model (tensors, numbers, strings)."""
@@ -108,48 +163,104 @@ class TrainerBase:
         pass
 
     def resume_model_if_exist(self, directory: str) -> int:
-        """Restore the newest checkpoint of every registered model (plus RNG state); return the start epoch."""
+        """Restore the newest epoch complete for every registered model (states, optimisers, schedulers, RNG, best
+        validation result); return the start epoch. A corrupt newest file falls back to the previous epoch."""
         names = self.get_model_names()
-        paths = [latest_checkpoint(os.path.join(directory, n)) for n in names]
-        if not names or any(p is None for p in paths):
+        manifest = read_manifest(directory)
+        epochs = complete_epochs(directory, names, manifest)
+        if not epochs:
             return 0
-        start_epoch = 0
-        for name, path in zip(names, paths):
-            ckpt = load_checkpoint(path, map_location=self.device)
-            self.load_model_state_dict(name, ckpt["state_dict"])
-            if self._optims[name] is not None and ckpt.get("optimizer") is not None:
-                self._optims[name].load_state_dict(ckpt["optimizer"])
-            if self._scheds[name] is not None and ckpt.get("scheduler") is not None:
-                self._scheds[name].load_state_dict(ckpt["scheduler"])
-            self.load_extra_checkpoint_state(name, ckpt)
-            start_epoch = ckpt["epoch"]
-            rng = ckpt.get("rng")
-        if rng is not None:
-            set_rng_state(rng)
-        logger.info("Resumed from %s (epoch %d finished)", os.path.dirname(paths[0]), start_epoch)
-        return start_epoch
+        cfg = getattr(self, "cfg", None)
+        changes = []
+        if manifest is not None and manifest.get("config") is not None and cfg is not None:
+            allow = getattr(self, "allow_config_change", False)
+            changes = check_resume_config(manifest["config"], cfg, directory, allow)
+        elif cfg is not None:
+            logger.warning("%s has no checkpoint manifest (an older run): its config cannot be compared with this one.",
+                           directory)
+        for epoch in reversed(epochs):
+            try:
+                ckpts = {n: load_checkpoint(module_path(directory, n, epoch), map_location=self.device) for n in names}
+                break
+            except CorruptCheckpointError as e:
+                logger.warning("%s Falling back to the previous complete epoch.", e)
+        else:
+            raise CheckpointError(f"Every saved epoch in {directory} ({epochs}) has a corrupt file, so the run cannot "
+                                  "resume. Move that folder aside to keep it, and rerun (it restarts from epoch 1).")
+        for name, ckpt in ckpts.items():
+            path = module_path(directory, name, epoch)
+            self.load_checkpoint_state(name, ckpt, path)
+            self._restore_optimisation(name, ckpt, epoch, config_changed=bool(changes))
+        first = ckpts[names[0]]
+        if first.get("rng") is not None:
+            set_rng_state(first["rng"])
+        best = first.get("best")
+        if best is not None:
+            self.best_result, self.best_epoch = best["result"], best["epoch"]
+        if directory == getattr(self, "output_dir", None):
+            self._manifest = manifest or new_manifest(self._trainer_name(), names)
+            self._manifest["epochs"] = [e for e in epochs if e <= epoch]
+            if changes:
+                self._manifest["config_changes"].append({"resumed_after_epoch": epoch, "changes": changes})
+                logger.warning("Resuming %s after epoch %d with a changed config (%s):\n%s", directory, epoch,
+                               OVERRIDE_FLAG, format_diff([tuple(c) for c in changes]))
+        logger.info("Resumed from %s (epoch %d finished)", directory, epoch)
+        return epoch
+
+    def _restore_optimisation(self, name: str, ckpt: dict, epoch: int, config_changed: bool) -> None:
+        """Restore ``name``'s optimiser and schedule after ``epoch`` finished epochs.
+
+        Normally both come back exactly as saved. After an allowed config change, what runs must be the new config:
+        the optimiser keeps its saved state (momentum buffers) but takes the new hyper-parameters (LR, momentum,
+        weight decay), and the schedule is the new config's closed-form schedule fast-forwarded to ``epoch``.
+        """
+        optim, sched = self._optims[name], self._scheds[name]
+        if optim is not None and ckpt.get("optimizer") is not None:
+            fresh = [{k: v for k, v in g.items() if k != "params"} for g in optim.param_groups]
+            optim.load_state_dict(ckpt["optimizer"])
+            if config_changed:
+                for group, new in zip(optim.param_groups, fresh):
+                    group.update(new)
+        if sched is None or ckpt.get("scheduler") is None:
+            return
+        if config_changed and hasattr(sched, "fast_forward"):
+            sched.fast_forward(epoch)
+        else:
+            sched.load_state_dict(ckpt["scheduler"])
+
+    def config_changes(self) -> list:
+        """Config changes allowed on resume in this run's history (recorded in results.json)."""
+        return list((getattr(self, "_manifest", None) or {}).get("config_changes", []))
 
     def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
-        """Load trained modules for evaluation: ``model.pth.tar-<epoch>``, else the best, else the newest."""
+        """Load trained modules for evaluation: ``model.pth.tar-<epoch>``, else the best, else the newest epoch
+        complete for every module. All modules must come from one epoch."""
         if not directory:
-            raise ValueError("--model-dir is required with --eval-only: the run directory of a trained model.")
-        for name in self.get_model_names():
+            raise UserError("--model-dir is required with --eval-only: the run directory of a trained model.")
+        names = self.get_model_names()
+        best = epoch is None and all(os.path.isfile(os.path.join(directory, n, BEST_FILE)) for n in names)
+        if epoch is None and not best:
+            complete = complete_epochs(directory, names, read_manifest(directory))
+            epoch = complete[-1] if complete else None
+        loaded = {}
+        for name in names:
             model_dir = os.path.join(directory, name)
-            if epoch is not None:
-                path = os.path.join(model_dir, f"model.pth.tar-{epoch}")
-            elif os.path.isfile(os.path.join(model_dir, "model-best.pth.tar")):
-                path = os.path.join(model_dir, "model-best.pth.tar")
-            else:
-                path = latest_checkpoint(model_dir)
+            path = os.path.join(model_dir, BEST_FILE) if best else (
+                module_path(directory, name, epoch) if epoch is not None else None)
             if path is None or not os.path.isfile(path):
                 found = sorted(os.listdir(model_dir)) if os.path.isdir(model_dir) else "nothing (no such folder)"
-                raise FileNotFoundError(
+                raise CheckpointNotFoundError(
                     f'No checkpoint for "{name}" at {path or model_dir}; that folder holds {found}. Check '
                     "--model-dir (the training run's output directory) and --load-epoch.")
             ckpt = load_checkpoint_or_dassl(path, map_location=self.device)  # released Dassl files too
             logger.info('Loading weights to "%s" from %s (epoch %s)', name, path, ckpt.get("epoch"))
-            self.load_model_state_dict(name, ckpt["state_dict"])
-            self.load_extra_checkpoint_state(name, ckpt)
+            self.load_checkpoint_state(name, ckpt, path)
+            loaded[name] = ckpt.get("epoch")
+        if len(set(loaded.values())) > 1:
+            raise CheckpointError(f"The modules in {directory} were saved at different epochs ({loaded}): the files "
+                                  "come from an interrupted save. Rerun the training command to complete it, or "
+                                  "pass --load-epoch with an epoch saved for every module.")
+        self.loaded_epoch = next(iter(loaded.values()), None)
 
     # ---- modes, optimisation ------------------------------------------------------------------------------
     def set_model_mode(self, mode: str = "train", names=None) -> None:
@@ -254,6 +365,7 @@ class SimpleTrainer(TrainerBase):
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.best_result = -float("inf")
+        self.best_epoch: Optional[int] = None
         self.last_results: Optional[dict] = None
 
     def check_cfg(self, cfg):
@@ -280,6 +392,8 @@ class SimpleTrainer(TrainerBase):
     def before_train(self):
         directory = self.cfg.RESUME or self.output_dir
         self.start_epoch = self.resume_model_if_exist(directory)
+        if self.start_epoch == 0 and self.get_model_names():
+            self._start_manifest()
         self._truncate_metrics(self.start_epoch)
         self.time_start = time.time()
 
@@ -289,23 +403,25 @@ class SimpleTrainer(TrainerBase):
         freq = self.cfg.TRAIN.CHECKPOINT_FREQ
         periodic = freq > 0 and (self.epoch + 1) % freq == 0
         if do_test and self.cfg.TEST.FINAL_MODEL == "best_val":
-            result = self.test(split="val")
+            result = self.test(split="val", record=False)
             if result > self.best_result:
-                self.best_result = result
-                self.save_model(self.epoch, self.output_dir, val_result=result, model_name="model-best.pth.tar")
+                self.best_result, self.best_epoch = result, self.epoch + 1
+                self.save_model(self.epoch, self.output_dir, val_result=result, model_name=BEST_FILE)
+        self._append_metrics()  # before the manifest that declares the epoch done: a resume truncates, never loses
         if periodic or last_epoch:
             self.save_model(self.epoch, self.output_dir)
-            for name in self.get_model_names():
-                prune_checkpoints(os.path.join(self.output_dir, name), self.cfg.TRAIN.KEEP_LAST,
-                                  protect=(self.max_epoch,))
-        self._append_metrics()
+            self.commit_epoch(self.output_dir, self.epoch + 1, self.cfg.TRAIN.KEEP_LAST, protect=(self.max_epoch,))
 
     def after_train(self):
         logger.info("Finish training")
         if not self.cfg.TEST.NO_TEST:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
-                logger.info("Deploying the model with the best validation performance")
+                logger.info("Deploying the model with the best validation performance (epoch %s)", self.best_epoch)
                 self.load_model(self.output_dir)
+                if self.best_epoch is not None and self.loaded_epoch != self.best_epoch:
+                    raise CheckpointError(
+                        f"The best-validation files in {self.output_dir} are from epoch {self.loaded_epoch}, but "
+                        f"the run's best epoch is {self.best_epoch}; rerun with --force in a new --output-dir.")
             self.test()
         elapsed = str(datetime.timedelta(seconds=round(time.time() - self.time_start)))
         logger.info("Elapsed: %s", elapsed)
@@ -318,8 +434,9 @@ class SimpleTrainer(TrainerBase):
         """Hook called after the last test batch (e.g. to drop cached features)."""
 
     @torch.no_grad()
-    def test(self, split: Optional[str] = None) -> float:
-        """Evaluate on ``split`` (``TEST.SPLIT`` by default); log Dassl's lines, write ``results.json``."""
+    def test(self, split: Optional[str] = None, record: bool = True) -> float:
+        """Evaluate on ``split`` (``TEST.SPLIT`` by default); log Dassl's lines, write ``results.json`` (unless
+        ``record`` is False, as for the per-epoch validation of ``best_val``)."""
         self.set_model_mode("eval")
         self.evaluator.reset()
         split = split or self.cfg.TEST.SPLIT
@@ -333,7 +450,7 @@ class SimpleTrainer(TrainerBase):
             self.evaluator.process(output, label)
         self.after_test()
         results = self.evaluator.evaluate()
-        if split == self.cfg.TEST.SPLIT or split == "test":
+        if record and (split == self.cfg.TEST.SPLIT or split == "test"):
             self.last_results = dict(results)
             self.write_results(results, split)
         return list(results.values())[0]
@@ -379,6 +496,7 @@ class SimpleTrainer(TrainerBase):
             "git_commit": git_commit(),
             "versions": versions(),
             "device": str(self.device),
+            "config_changes": self.config_changes(),
             "wall_time_s": round(time.time() - getattr(self, "time_start", time.time()), 3),
         }
         path = os.path.join(self.output_dir, RESULTS_FILE)
@@ -390,13 +508,7 @@ class SimpleTrainer(TrainerBase):
 
     def _truncate_metrics(self, start_epoch: int) -> None:
         """On resume, drop lines of epochs after the restored checkpoint (they will be re-run)."""
-        path = self._metrics_path()
-        if not os.path.isfile(path):
-            return
-        with open(path) as f:
-            lines = [ln for ln in f if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= start_epoch]
-        atomic_write_text("".join(kept), path)
+        truncate_epoch_lines(self._metrics_path(), start_epoch)
 
     def epoch_metrics(self) -> dict:
         """Extra values logged in this epoch's ``metrics.jsonl`` line (override to add, e.g., prompt norms)."""
@@ -407,9 +519,7 @@ class SimpleTrainer(TrainerBase):
         record.update(getattr(self, "_epoch_losses", {}))
         record["time_s"] = round(getattr(self, "_epoch_time", 0.0), 3)
         record.update(self.epoch_metrics())
-        os.makedirs(self.output_dir, exist_ok=True)
-        with open(self._metrics_path(), "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self._metrics_path(), record)
 
 
 class TrainerX(SimpleTrainer):

@@ -50,10 +50,25 @@ def test_unknown_config_key_exits_with_a_message(tmp_path, capsys):
     assert 'Config key "OPTIM.LRR"' in capsys.readouterr().err
 
 
-def test_unknown_trainer_is_named(tmp_path):
+def test_unknown_trainer_is_named(tmp_path, capsys):
     make_color_dataset(str(tmp_path / "data"))
-    with pytest.raises(KeyError, match='Unknown trainer "CooP2".*CoOp'):
-        train.main(_argv(str(tmp_path / "data"), str(tmp_path / "o"), trainer="CooP2"))
+    assert train.main(_argv(str(tmp_path / "data"), str(tmp_path / "o"), trainer="CooP2")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: Unknown trainer "CooP2"') and "CoOp" in err and "Traceback" not in err
+    with pytest.raises(Exception, match='Unknown trainer "CooP2"'):  # --debug: the exception itself
+        train.main(["--debug", *_argv(str(tmp_path / "data"), str(tmp_path / "o"), trainer="CooP2")])
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
+    """Missing data and an unusable output directory: one ``error:`` line, status 2, no traceback."""
+    assert train.main(_argv(str(tmp_path / "no_data"), str(tmp_path / "o"))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert train.main(_argv(str(tmp_path / "no_data"), str(blocker / "out"))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Cannot use --output-dir") and err.count("\n") == 1
 
 
 def test_zeroshot_clip_accuracy_equals_direct_computation(tmp_path):

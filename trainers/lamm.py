@@ -43,6 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine import TRAINER_REGISTRY
+from engine.checkpoint_set import matching_state
 
 from .base import PromptTrainer, clip_logits
 from .coop import CoOpPromptLearner
@@ -254,12 +255,9 @@ class LAMMTrainer(PromptTrainer):
         label_keys = [k for k in state_dict if k.startswith(LABEL_PREFIX)]
         self._pending_labels = {k[len(LABEL_PREFIX):]: state_dict[k] for k in label_keys}
         rest = {k: v for k, v in state_dict.items() if k not in label_keys}
-        missing, unexpected = self.prompt_learner.load_state_dict(rest, strict=False)
-        missing = [k for k in missing if not k.startswith(LABEL_PREFIX)]
-        if unexpected:
-            logger.warning("Ignored keys in the %s checkpoint: %s", name, unexpected)
-        if missing:
-            logger.warning("Keys of %s not in the checkpoint (kept at their initial value): %s", name, missing)
+        rest = matching_state(self.prompt_learner, rest, f'LAMM\'s "{name}" module', self._allow_partial_load(),
+                              ignore_missing=lambda key: key.startswith(LABEL_PREFIX))
+        self.prompt_learner.load_state_dict(rest, strict=False)
         self._frozen_original = None
 
     def load_extra_checkpoint_state(self, name, checkpoint):

@@ -62,6 +62,14 @@ class EpochScheduler(LRScheduler):
     def get_lr(self) -> List[float]:
         return [self.lr_at(base, self.last_epoch) for base in self.base_lrs]
 
+    def fast_forward(self, epoch: int) -> None:
+        """Put the schedule at the start of epoch index ``epoch`` (as after ``epoch`` steps) and set the optimiser's
+        LRs to it; used when a run resumes under a changed config, so the new schedule applies from there on."""
+        self.last_epoch = int(epoch)
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
 
 def build_lr_scheduler(optimizer, optim_cfg) -> EpochScheduler:
     """Dassl's ``build_lr_scheduler(optimizer, optim_cfg)``."""

@@ -16,6 +16,8 @@ from typing import Optional
 
 import torch
 
+TEMP_PREFIX = ".tmp-"  # temporary files of atomic writes; a killed writer may leave one behind
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be used; the message says which file and what to do."""
@@ -30,11 +32,24 @@ class UnsafeCheckpointError(CheckpointError):
     values (e.g. a Dassl checkpoint's scheduler state)."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_file(directory: str):
+    """``mkstemp`` in ``directory`` with the mode a plain ``open`` would give (mkstemp's is 0600, which a group on
+    a shared cluster cannot read); returns ``(fd, path)``."""
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
 def atomic_torch_save(obj, path: str) -> None:
     """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    fd, tmp = _temp_file(os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -48,14 +63,17 @@ def atomic_torch_save(obj, path: str) -> None:
 
 
 def atomic_write_text(text: str, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, tmp = _temp_file(os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def save_checkpoint(state: dict, save_dir: str, is_best: bool = False, model_name: str = "") -> str:

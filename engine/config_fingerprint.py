@@ -1,0 +1,64 @@
+"""Which settings a checkpoint was trained with, and whether a resumed run may continue it.
+
+A checkpoint's manifest stores the resolved config of the run that wrote it. Resuming compares it with the
+current config, key by key, ignoring :data:`IGNORED_KEYS` (settings that cannot change a result: where files go,
+how many loader workers, how often to print or save). Any other difference refuses the resume, because the
+restored optimiser and scheduler would silently continue the old run while the new config is recorded.
+"""
+from __future__ import annotations
+
+import json
+from typing import Dict, List, Tuple
+
+from engine.errors import ResumeRefusedError
+
+OVERRIDE_FLAG = "--allow-config-change"
+
+IGNORED_KEYS = frozenset({
+    "OUTPUT_DIR", "RESUME", "VERBOSE", "DATASET.ROOT", "MODEL.BACKBONE.CACHE_DIR", "DATALOADER.NUM_WORKERS",
+    "TRAIN.PRINT_FREQ", "TRAIN.CHECKPOINT_FREQ", "TRAIN.KEEP_LAST",
+})
+
+
+def config_dict(cfg) -> dict:
+    """The config as nested plain values (JSON round trip: tuples become lists)."""
+    return json.loads(json.dumps(cfg, default=list))
+
+
+def _flatten(d: dict, prefix: str = "") -> Dict[str, object]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_diff(saved: dict, current: dict) -> List[Tuple[str, object, object]]:
+    """``(key, saved value, current value)`` for every result-relevant key that differs (absent = ``None``)."""
+    a, b = _flatten(saved), _flatten(current)
+    keys = sorted((set(a) | set(b)) - IGNORED_KEYS)
+    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
+
+
+def format_diff(diff, limit: int = 12) -> str:
+    lines = [f"  {k}: {old!r} -> {new!r}" for k, old, new in diff[:limit]]
+    if len(diff) > limit:
+        lines.append(f"  ... and {len(diff) - limit} more")
+    return "\n".join(lines)
+
+
+def check_resume_config(saved: dict, cfg, directory: str, allow: bool) -> list:
+    """Refuse (``ResumeRefusedError``) to continue a checkpoint trained with another config unless ``allow``.
+
+    Returns the differences (empty when none), as ``[key, saved, current]`` lists for the run's records.
+    """
+    diff = config_diff(saved, config_dict(cfg))
+    if diff and not allow:
+        raise ResumeRefusedError(
+            f"{directory} holds a run with another config; resuming it would continue the old run under the new "
+            f"settings:\n{format_diff(diff)}\nUse another --output-dir for the new config, or pass {OVERRIDE_FLAG} "
+            "to continue the saved run with the new settings (the change is recorded in results.json).")
+    return [[k, old, new] for k, old, new in diff]
