@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 import sys
 
 logger = logging.getLogger("train")
@@ -83,13 +84,18 @@ def run(args) -> int:
     from engine.trainer import RESULTS_FILE
     from engine.utils import collect_env_info, set_random_seed, setup_logger
     from engine.utils.run_lock import RunLock
+    from tools.run_results import is_corrupt, set_aside
 
     try:
         TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     except KeyError as e:
         raise UserError(e.args[0] if e.args else str(e)) from None
     results_path = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE)
-    if os.path.isfile(results_path) and not args.force:
+    if is_corrupt(cfg.OUTPUT_DIR):
+        moved = set_aside(Path(results_path))
+        print(f"warning: {results_path} does not parse (a copy cut short, a full disk?), so the run is not finished; "
+              f"moved it to {moved} and running again (it resumes from its checkpoints).", file=sys.stderr)
+    elif os.path.isfile(results_path) and not args.force:
         print(f"{cfg.OUTPUT_DIR} already holds finished results ({results_path}); not running again. "
               "Pass --force to run anyway, or choose another --output-dir.")
         return 0

@@ -36,6 +36,15 @@ def test_train_then_eval_only_on_new_classes(tmp_path, capsys):
     assert "already holds finished results" in capsys.readouterr().out
     assert os.path.getmtime(os.path.join(base, "results.json")) == mtime
 
+    # A results.json cut short is not "finished": it is moved aside (kept) and the run resumes and finishes.
+    good = json.load(open(os.path.join(base, "results.json")))
+    with open(os.path.join(base, "results.json"), "w") as f:
+        f.write('{"schema_version": 1, "metr')
+    assert train.main(_argv(root, base, "DATASET.SUBSAMPLE_CLASSES", "base")) == 0
+    assert "does not parse" in capsys.readouterr().err
+    assert [f for f in os.listdir(base) if f.startswith("results.json.corrupt-")]
+    assert json.load(open(os.path.join(base, "results.json")))["metrics"] == good["metrics"]
+
     new = str(tmp_path / "test_new")
     argv = _argv(root, new, "--eval-only", "--model-dir", base, "--load-epoch", "1",
                  "DATASET.SUBSAMPLE_CLASSES", "new")
