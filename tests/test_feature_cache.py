@@ -88,6 +88,20 @@ def test_cached_logits_equal_uncached_bit_for_bit(tmp_path, setting):
     assert t.last_results["accuracy"] == pytest.approx(100.0 * float((ref.argmax(1) == ref_y).float().mean()))
 
 
+def test_a_hit_leaves_the_rng_where_an_uncached_evaluation_does(tmp_path):
+    """Training after a per-epoch validation (best_val) must not depend on whether the validation hit the cache."""
+    cache = tmp_path / "cache"
+    plain = build(tmp_path, "CoOp", opts=["TEST.FEATURE_CACHE", "False"], cache=cache)
+    torch.manual_seed(7)
+    evaluate(plain)
+    after_plain = torch.get_rng_state()
+    t = build(tmp_path, "CoOp", cache=cache)
+    evaluate(t)  # miss: fills the cache
+    torch.manual_seed(7)
+    _, _, n = evaluate(t)
+    assert n == 0 and torch.equal(torch.get_rng_state(), after_plain)
+
+
 def test_shared_across_methods_and_seeds_not_across_weights(tmp_path):
     cache = tmp_path / "cache"
     evaluate(build(tmp_path, "CoOp", cache=cache))

@@ -156,8 +156,19 @@ def _fill(trainer, loader, store: FeatureStore, key: str, meta: dict):
     logger.info("Image features of %d images stored in the cache (%s)", meta["images"], path)
 
 
+def draw_loader_seed(loader) -> None:
+    """Consume the random numbers that ``iter(loader)`` consumes: one int64 base seed for the workers, drawn from
+    ``loader.generator`` (torch's global RNG when None) in ``torch.utils.data.dataloader._BaseDataLoaderIter``.
+
+    A cache hit never iterates the loader, yet it must leave every RNG where an uncached evaluation leaves it;
+    otherwise a ``best_val`` run (one validation per epoch) would train differently after a hit than after a miss.
+    """
+    torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+
+
 def _from_features(trainer, loader, features: torch.Tensor):
     """The same batches as the loader's, from stored features; labels from the data source."""
+    draw_loader_seed(loader)
     labels = torch.tensor([item.label for item in loader.dataset.data_source], dtype=torch.long)
     if features.shape[0] != labels.shape[0]:
         raise RuntimeError(f"A feature cache entry holds {features.shape[0]} images for a set of "
