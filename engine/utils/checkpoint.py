@@ -47,12 +47,13 @@ def _temp_file(directory: str):
     return fd, tmp
 
 
-def atomic_torch_save(obj, path: str) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``."""
+def _atomic_write(path: str, mode: str, write) -> None:
+    """Call ``write(file)`` on a temporary file in ``path``'s folder, flush it to disk, then rename it over ``path``;
+    on any failure the temporary file is removed and ``path`` is untouched."""
     fd, tmp = _temp_file(os.path.dirname(os.path.abspath(path)))
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -60,20 +61,16 @@ def atomic_torch_save(obj, path: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """``torch.save(obj, path)``, atomically."""
+    _atomic_write(path, "wb", lambda f: torch.save(obj, f))
 
 
 def atomic_write_text(text: str, path: str) -> None:
-    fd, tmp = _temp_file(os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``text`` to ``path``, atomically."""
+    _atomic_write(path, "w", lambda f: f.write(text))
 
 
 def save_checkpoint(state: dict, save_dir: str, is_best: bool = False, model_name: str = "") -> str:
