@@ -103,13 +103,18 @@ def noise(n: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
-def tar_gz(files: dict[str, bytes]) -> bytes:
+def tar_gz(files: dict[str, bytes], links: dict[str, tuple[str, str]] = None) -> bytes:
+    """A tar.gz of regular files, plus links: name -> ("sym" | "hard", target)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
+        for name, (kind, target) in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = (tarfile.SYMTYPE if kind == "sym" else tarfile.LNKTYPE), target
+            tf.addfile(info)
     return buf.getvalue()
 
 
@@ -324,21 +329,6 @@ def test_tar_member_escaping_the_folder_is_refused(server, tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def tar_with_links(files: dict[str, bytes], links: dict[str, tuple[str, str]]) -> bytes:
-    """A tar.gz of regular files plus links: name -> ("sym" | "hard", target)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        for name, (kind, target) in links.items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = (tarfile.SYMTYPE if kind == "sym" else tarfile.LNKTYPE), target
-            tf.addfile(info)
-    return buf.getvalue()
-
-
 def link_source(server, archive: bytes, moves=(("images", "images"),), provides=("images/",)) -> Source:
     server.store["/a.tar.gz"] = archive
     return Source("toy", (Item(provides, (Mirror("a.tar.gz", url=server.url("/a.tar.gz"), md5=md5(archive),
@@ -357,7 +347,7 @@ def test_link_that_escapes_once_installed_is_refused_and_the_download_deleted(se
     secret = tmp_path / "secret.txt"
     secret.write_text("outside the dataset folder")
     link = "../../../secret.txt"
-    archive = tar_with_links({f"{prefix}images/a/1.jpg": b"1", f"{prefix}zz/z.txt": b"z"},
+    archive = tar_gz({f"{prefix}images/a/1.jpg": b"1", f"{prefix}zz/z.txt": b"z"},
                              {f"{prefix}images/a/evil": ("sym", link)})
     outcome, _ = run(link_source(server, archive, moves), tmp_path)
 
@@ -373,7 +363,7 @@ def test_link_that_escapes_once_installed_is_refused_and_the_download_deleted(se
 def test_chained_links_that_escape_are_refused(server, tmp_path):
     """Read as text, images/a/evil -> ../up/../x stays in images/; followed through images/up -> .. it ends in the
     staging folder while unpacking (accepted by tarfile) and in ROOT once installed one level higher."""
-    archive = tar_with_links({"wrap/images/a/1.jpg": b"1"},
+    archive = tar_gz({"wrap/images/a/1.jpg": b"1"},
                              {"wrap/images/up": ("sym", ".."), "wrap/images/a/evil": ("sym", "../up/../x")})
     outcome, _ = run(link_source(server, archive), tmp_path)
     assert "its link 'images/a/evil' -> '../up/../x'" in outcome.errors[0]
@@ -381,7 +371,7 @@ def test_chained_links_that_escape_are_refused(server, tmp_path):
 
 
 def test_links_that_stay_inside_the_dataset_folder_are_installed(server, tmp_path):
-    archive = tar_with_links({"images/a/1.jpg": b"1", "meta/m.txt": b"m"},
+    archive = tar_gz({"images/a/1.jpg": b"1", "meta/m.txt": b"m"},
                              {"images/b": ("sym", "a"), "images/a/m.txt": ("sym", "../../meta/m.txt"),
                               "images/a/copy.jpg": ("hard", "images/a/1.jpg")})
     source = link_source(server, archive, (("images", "images"), ("meta", "meta")), ("images/", "meta/"))
@@ -394,7 +384,7 @@ def test_links_that_stay_inside_the_dataset_folder_are_installed(server, tmp_pat
 
 
 def test_hard_link_to_a_file_outside_is_refused(server, tmp_path):
-    archive = tar_with_links({"images/a/1.jpg": b"1"}, {"images/a/evil": ("hard", "../../../etc/passwd")})
+    archive = tar_gz({"images/a/1.jpg": b"1"}, {"images/a/evil": ("hard", "../../../etc/passwd")})
     outcome, _ = run(link_source(server, archive), tmp_path)
     assert "cannot unpack a.tar.gz" in outcome.errors[0] and "nothing from it was installed" in outcome.errors[0]
     assert not (tmp_path / "toy/images").exists()
@@ -402,7 +392,7 @@ def test_hard_link_to_a_file_outside_is_refused(server, tmp_path):
 
 
 def test_refused_user_supplied_archive_is_kept_with_advice(tmp_path):
-    archive = tar_with_links({"cars_train/1.jpg": b"1"}, {"cars_train/evil": ("sym", "../../x")})
+    archive = tar_gz({"cars_train/1.jpg": b"1"}, {"cars_train/evil": ("sym", "../../x")})
     supplied = tmp_path / dl.DOWNLOADS / "toy" / "cars_train.tgz"
     supplied.parent.mkdir(parents=True)
     supplied.write_bytes(archive)
