@@ -129,10 +129,20 @@ class CLIPBackbone(nn.Module):
         """Text features ``[N, D]`` from token embeddings ``[N, L, d_t]`` (positional embedding added here).
 
         ``return_hidden`` also returns each block's output ``[N, L, d_t]`` (a list of ``text_layers`` tensors).
+
+        Without ``return_hidden``, a causal text tower runs only the first ``max(eot_index) + 1`` positions: under
+        the causal mask no position attends to a later one, so the pooled feature does not depend on the padding
+        after the longest EOT. The result equals the full-length pass up to fp32 rounding of the shorter matmuls
+        (tests/test_clip_backbone.py), and a prompt of 10 tokens in CLIP's 77-token context costs about a seventh.
         """
         m = self.model
-        x = x.to(self.dtype) + m.positional_embedding.to(self.dtype)
-        x, hidden = self._run_blocks(m.transformer, x, deep_prompts, slots="after_sot", attn_mask=m.attn_mask)
+        x = x.to(self.dtype)
+        mask = m.attn_mask
+        if not return_hidden and mask is not None:
+            n = int(eot_index.max()) + 1
+            x, mask = x[:, :n], mask[:n, :n]
+        x = x + m.positional_embedding[:x.shape[1]].to(self.dtype)
+        x, hidden = self._run_blocks(m.transformer, x, deep_prompts, slots="after_sot", attn_mask=mask)
         x = m.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), eot_index]
         proj = m.text_projection

@@ -12,15 +12,40 @@ def vit():
     return clip.load(TINY_VIT)
 
 
+def full_length_text(bb, tokens):
+    """The text pass over all ``context_length`` positions (``return_hidden`` keeps the full sequence)."""
+    feats, _ = bb.encode_text_from_embeddings(bb.token_embedding(tokens), bb.eot_index(tokens), return_hidden=True)
+    return feats
+
+
 def test_zero_prompt_equivalence_with_open_clip(vit):
     tokens = vit.tokenize(["a photo of a dog.", "red circle", "x"])
-    assert torch.equal(vit.encode_text(tokens), vit.model.encode_text(tokens))
+    assert torch.equal(full_length_text(vit, tokens), vit.model.encode_text(tokens))
+    torch.testing.assert_close(vit.encode_text(tokens), vit.model.encode_text(tokens), rtol=1e-5, atol=1e-6)
     images = torch.randn(3, 3, 32, 32)
     assert torch.equal(vit.encode_image(images), vit.model.encode_image(images))
     rn = clip.load(TINY_RN)
     assert not rn.is_vit
     assert torch.equal(rn.encode_image(images), rn.model.encode_image(images))
-    assert torch.equal(rn.encode_text(tokens), rn.model.encode_text(tokens))
+    assert torch.equal(full_length_text(rn, tokens), rn.model.encode_text(tokens))
+    torch.testing.assert_close(rn.encode_text(tokens), rn.model.encode_text(tokens), rtol=1e-5, atol=1e-6)
+
+
+def test_text_pass_stops_after_the_longest_eot(vit):
+    """Under the causal mask nothing after the longest EOT reaches a pooled feature, so the pass is cut there."""
+    tokens = vit.tokenize(["a photo of a dog.", "x"])
+    longest = int(vit.eot_index(tokens).max())
+    garbage = tokens.clone()
+    garbage[:, longest + 1:] = torch.randint(1, 49000, garbage[:, longest + 1:].shape)
+    assert torch.equal(full_length_text(vit, garbage), full_length_text(vit, tokens))
+    assert torch.equal(vit.encode_text(garbage), vit.encode_text(tokens))
+    seen = []
+    hook = vit.model.transformer.resblocks[0].register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
+    try:
+        vit.encode_text(tokens)
+    finally:
+        hook.remove()
+    assert seen == [torch.Size([2, longest + 1, vit.text_width])]
 
 
 def test_widths_come_from_the_model(vit):
