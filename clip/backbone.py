@@ -10,7 +10,9 @@ Prompt learners never edit CLIP; they hand the backbone what to splice in:
   positional embedding and before ``ln_pre``; deep prompts replace those last ``n`` tokens at the input of block
   ``i >= 1``. The prompt tokens are dropped before pooling, so the output is the pooled CLS feature.
 
-With no prompts both paths equal open_clip's ``encode_text`` / ``encode_image`` (tests/test_clip_backbone.py).
+With no prompts both paths equal open_clip's ``encode_text`` / ``encode_image`` (tests/test_clip_backbone.py): the
+image path and the full-length text pass bit for bit, the default text pass (cut after the longest EOT) up to fp32
+rounding.
 The backbone owns no trainable parameter and stays in eval mode; inputs are cast to its dtype, so fp32 prompt
 parameters receive gradients through the cast while the frozen weights may be fp16/bf16 on a GPU.
 """
