@@ -72,6 +72,15 @@ TINY_OPTS = [
 ]
 
 
+# Deep-prompt trainers at depths that fit the 3-block tiny ViT (their defaults go deeper than it has blocks).
+TINY_VIT_DEPTHS = {
+    "MaPLe": ["TRAINER.MAPLE.PROMPT_DEPTH", "3"],
+    "IVLP": ["TRAINER.IVLP.PROMPT_DEPTH_TEXT", "3", "TRAINER.IVLP.PROMPT_DEPTH_VISION", "2"],
+    "VPT": ["TRAINER.VPT.N_CTX_VISION", "3", "TRAINER.VPT.PROMPT_DEPTH_VISION", "3"],
+    "RESTORE": ["TRAINER.RESTORE.PROMPT_DEPTH", "3"],
+}
+
+
 def tiny_cfg(root: str, output_dir: str, trainer: str = "CoOp", backbone: str = TINY_VIT, seed: int = 1,
              opts=(), freeze: bool = True):
     """A resolved config for a tiny run on ``TestColors`` (the dataset is generated if absent)."""

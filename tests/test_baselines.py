@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import clip
 from engine import build_trainer
 from engine.utils import load_checkpoint, set_random_seed
-from tests.helpers import TINY_RN, TINY_VIT, tiny_cfg
+from tests.helpers import TINY_RN, TINY_VIT, TINY_VIT_DEPTHS, tiny_cfg
 from trainers.deep_prompts import CoupledProjections, DeepPrompts, VisionPromptLearner, released_ctx_init
 from trainers.ivlp import IVLPPromptLearner, from_released_state
 from trainers.maple import MaPLePromptLearner
@@ -26,11 +26,9 @@ from trainers.maple import MaPLePromptLearner
 TEMPLATE = "a photo of a {}."
 
 TINY_SETTINGS = {  # each trainer at a depth that fits the 3-block tiny ViT
-    "MaPLe": ["TRAINER.MAPLE.PROMPT_DEPTH", "3"],
-    "IVLP": ["TRAINER.IVLP.PROMPT_DEPTH_TEXT", "3", "TRAINER.IVLP.PROMPT_DEPTH_VISION", "2"],
+    **TINY_VIT_DEPTHS,
     "IVLP-language": ["TRAINER.IVLP.N_CTX_VISION", "0", "TRAINER.IVLP.PROMPT_DEPTH_VISION", "0",
                       "TRAINER.IVLP.N_CTX_TEXT", "4", "TRAINER.IVLP.PROMPT_DEPTH_TEXT", "3"],
-    "VPT": ["TRAINER.VPT.N_CTX_VISION", "3", "TRAINER.VPT.PROMPT_DEPTH_VISION", "3"],
     "CoCoOp": ["TRAINER.COCOOP.N_CTX", "4", "TRAINER.COCOOP.CTX_INIT", "a photo of a"],
 }
 

@@ -14,7 +14,7 @@ from PIL import Image
 from engine import build_trainer
 from engine.utils import set_random_seed
 from engine.evaluation.feature_cache import FeatureStore
-from tests.helpers import tiny_cfg
+from tests.helpers import TINY_VIT_DEPTHS, tiny_cfg
 from trainers.feature_cache import cache_applies, entry_key, feature_cache_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,10 +29,7 @@ FROZEN = {  # trainers whose image path has no learned input: the cache applies
     "Nemesis-cocoop": ["TRAINER.NEMESIS.BASE", "cocoop", "TRAINER.COCOOP.N_CTX", "4"],
 }
 LEARNED = {  # learned image paths: the cache can never be switched on
-    "MaPLe": ["TRAINER.MAPLE.PROMPT_DEPTH", "3"],
-    "IVLP": ["TRAINER.IVLP.PROMPT_DEPTH_TEXT", "3", "TRAINER.IVLP.PROMPT_DEPTH_VISION", "2"],
-    "VPT": ["TRAINER.VPT.N_CTX_VISION", "3", "TRAINER.VPT.PROMPT_DEPTH_VISION", "3"],
-    "RESTORE": ["TRAINER.RESTORE.PROMPT_DEPTH", "3"],
+    **TINY_VIT_DEPTHS,
     "APLe": ["TRAINER.APLE.PROMPT_DEPTH_TEXT", "3", "TRAINER.APLE.PROMPT_DEPTH_VISION", "3"],
     "LAMM-maple": ["TRAINER.LAMM.BASE", "maple", "TRAINER.LAMM.N_CTX", "2", "TRAINER.LAMM.PROMPT_DEPTH", "3"],
 }

@@ -9,16 +9,14 @@ import torch
 from engine import build_trainer
 from engine.utils import UnsafeCheckpointError, load_checkpoint, set_random_seed
 from engine.utils.dassl_checkpoint import InertObject, load_dassl_checkpoint
-from tests.helpers import tiny_cfg
+from tests.helpers import TINY_VIT_DEPTHS, tiny_cfg
 
 SETTINGS = {  # trainer -> opts fitting the 3-block tiny ViT
     "CoOp": ["TRAINER.COOP.N_CTX", "4"],
     "CoCoOp": ["TRAINER.COCOOP.N_CTX", "4"],
     "Nemesis": ["TRAINER.COOP.N_CTX", "4"],
-    "MaPLe": ["TRAINER.MAPLE.PROMPT_DEPTH", "3"],
-    "IVLP": ["TRAINER.IVLP.PROMPT_DEPTH_TEXT", "3", "TRAINER.IVLP.PROMPT_DEPTH_VISION", "2"],
-    "VPT": ["TRAINER.VPT.N_CTX_VISION", "3", "TRAINER.VPT.PROMPT_DEPTH_VISION", "3"],
-    "RESTORE": ["TRAINER.RESTORE.PROMPT_DEPTH", "3", "TRAINER.RESTORE.PREC", "fp32"],
+    **TINY_VIT_DEPTHS,
+    "RESTORE": [*TINY_VIT_DEPTHS["RESTORE"], "TRAINER.RESTORE.PREC", "fp32"],
     "LAMM": ["TRAINER.LAMM.BASE", "coop", "TRAINER.LAMM.LABEL_TOKENS", "min_len", "TRAINER.LAMM.CTX_INIT",
              "a photo of a"],
 }
