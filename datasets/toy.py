@@ -2,6 +2,9 @@
 
 - ``ToyShapes``: 30 classes "<colour> <shape>" (6 colours x 5 shapes), e.g. "red circle", every image an infrared
   photo: a domain the hand-written prompt "a photo of a {}." does not describe (docs/TOY.md);
+- ``ToyTinted`` (the demo's default): ToyShapes' 30 classes photographed through a tinted lens that pretraining
+  never saw, the base classes in infrared and the new classes not: prompt learning trades new-class accuracy for
+  base accuracy, as on the real benchmarks (docs/TOY.md, "ToyTinted");
 - ``ToyPatterns``: 25 classes "<fill pattern> <shape>" (5 patterns x 5 shapes), e.g. "striped star";
   a different class vocabulary over the same world, for cross-dataset transfer.
 
@@ -54,3 +57,10 @@ class ToyPatterns(ToyBenchmark):
     dataset_dir = "toy_patterns"
     split_file = "split_zhou_ToyPatterns.json"
     stem = "toy_patterns"
+
+
+@DATASET_REGISTRY.register()
+class ToyTinted(ToyBenchmark):
+    dataset_dir = "toy_tinted"
+    split_file = "split_zhou_ToyTinted.json"
+    stem = "toy_tinted"

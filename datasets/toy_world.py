@@ -3,8 +3,9 @@
 An image shows one main object (a coloured, filled or patterned shape of a given size) on a
 textured background, sometimes next to a smaller distractor object. A photo is ordinary or
 infrared (every object's hue rotated, which only a caption can reliably tell; see
-`INFRARED_HUE_SHIFT`). Everything is drawn with numpy from a `Scene`, and a `Scene` is sampled
-from a `numpy.random.Generator`, so the world is deterministic from a seed.
+`INFRARED_HUE_SHIFT`), and a benchmark's camera may tint it (`TINT_RGB`, which pretraining never
+shows). Everything is drawn with numpy from a `Scene`, and a `Scene` is sampled from a
+`numpy.random.Generator`, so the world is deterministic from a seed.
 
 Two uses:
 - benchmarks: `write_dataset(spec, root)` renders a labelled dataset (classes are combinations
@@ -68,6 +69,11 @@ INFRARED_TEMPLATES = (
     "an infrared image of a {}.",
     "a {} in infrared.",
 )
+# A tinted lens: a benchmark camera may blend every pixel with TINT_RGB (`Scene.tint` = the blend weight). No
+# pretraining image is tinted and no caption names it, so no prompt word can describe it: the toy counterpart of a
+# sensor or style that CLIP's pretraining never saw. The class-agnostic context of a text prompt cannot undo it (it
+# can only re-weight the image features the frozen encoder computes); prompts inside the image encoder can.
+TINT_RGB = (0.1, 0.3, 0.9)
 CAPTION_TEMPLATES = (
     "a photo of a {}.",
     "a picture of a {}.",
@@ -127,6 +133,7 @@ class Scene:
     pixel_noise: float
     distractor: Object | None = None
     infrared: bool = False
+    tint: float = 0.0  # weight of TINT_RGB in every pixel (0 = an untinted photo)
 
 
 def _hsv(hue: float, sat: float, val: float) -> tuple[float, float, float]:
@@ -175,8 +182,10 @@ def sample_scene(
     shape: str | None = None,
     pattern: str | None = None,
     infrared: bool | None = None,
+    tint: float = 0.0,
 ) -> Scene:
-    """Samples a scene; `colour`, `shape`, `pattern` fix the main object's attributes, `infrared` the photo type.
+    """Samples a scene; `colour`, `shape`, `pattern` fix the main object's attributes, `infrared` the photo type,
+    `tint` the camera's lens tint (which draws nothing from `rng`).
 
     Left as None, `infrared` is drawn with probability `params.infrared_prob`. In an infrared photo every object's hue
     is rotated by `INFRARED_HUE_SHIFT` degrees (the background's hue is uniformly random, so rotating it would change
@@ -223,6 +232,7 @@ def sample_scene(
         pixel_noise=params.pixel_noise,
         distractor=distractor,
         infrared=infrared,
+        tint=tint,
     )
 
 
@@ -301,7 +311,10 @@ def render(scene: Scene, size: int = IMAGE_SIZE) -> np.ndarray:
         _draw_object(img, scene.distractor, x, y, size)
     _draw_object(img, scene.main, x, y, size)
     img += noise_rng.normal(0.0, scene.pixel_noise, img.shape).astype(np.float32)
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    img = np.clip(img, 0.0, 1.0)
+    if scene.tint:
+        img = (1.0 - scene.tint) * img + np.float32(scene.tint) * np.asarray(TINT_RGB, dtype=np.float32)
+    return (img * 255.0 + 0.5).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +384,9 @@ class ToyClass:
         return self.name.replace(" ", "_")
 
 
+INFRARED_CLASSES = ("none", "all", "base")
+
+
 @dataclass(frozen=True)
 class ToyDatasetSpec:
     """A labelled toy dataset: classes are all pairs of `first` x `second` attribute values.
@@ -384,15 +400,28 @@ class ToyDatasetSpec:
     dataset_dir: str
     first: tuple[str, tuple[str, ...]]  # (attribute, values), e.g. ("colour", ("red", ...))
     second: tuple[str, tuple[str, ...]]
-    infrared: bool = False  # every image an infrared photo (see INFRARED_HUE_SHIFT)
+    infrared: str = "none"  # which classes are photographed in infrared: "none", "all" or "base" (INFRARED_HUE_SHIFT)
+    tint: float = 0.0  # the camera's lens tint, the same for every image (TINT_RGB)
     world_seed: int = 0
     num_train: int = 40
     num_val: int = 10
     num_test: int = 30
 
+    def __post_init__(self):
+        if self.infrared not in INFRARED_CLASSES:
+            raise ValueError(f"{self.name}: infrared must be one of {INFRARED_CLASSES}; got {self.infrared!r}")
+
     @property
     def split_file(self) -> str:
         return f"split_zhou_{self.name}.json"
+
+    @property
+    def num_base(self) -> int:
+        """Size of the base half: the first ceil(n/2) labels (CoOp's `subsample_classes`)."""
+        return math.ceil(len(self.classes) / 2)
+
+    def is_infrared(self, label: int) -> bool:
+        return self.infrared == "all" or (self.infrared == "base" and label < self.num_base)
 
     @property
     def classes(self) -> list[ToyClass]:
@@ -412,7 +441,15 @@ TOY_DATASETS = {
             dataset_dir="toy_shapes",
             first=("colour", ("red", "orange", "yellow", "green", "blue", "purple")),
             second=("shape", ("circle", "square", "triangle", "star", "heart")),
-            infrared=True,
+            infrared="all",
+        ),
+        ToyDatasetSpec(
+            name="ToyTinted",
+            dataset_dir="toy_tinted",
+            first=("colour", ("red", "orange", "yellow", "green", "blue", "purple")),
+            second=("shape", ("circle", "square", "triangle", "star", "heart")),
+            infrared="base",
+            tint=0.3,
         ),
         ToyDatasetSpec(
             name="ToyPatterns",
@@ -438,7 +475,7 @@ def _class_images(spec: ToyDatasetSpec, label: int) -> Iterator[np.ndarray]:
     rng = _class_rng(spec, label)
     attributes = spec.classes[label].attributes
     while True:
-        yield render(sample_scene(rng, infrared=spec.infrared, **attributes))
+        yield render(sample_scene(rng, infrared=spec.is_infrared(label), tint=spec.tint, **attributes))
 
 
 def generate_split(spec: ToyDatasetSpec) -> Iterator[tuple[str, int, str, str, np.ndarray]]:

@@ -104,8 +104,28 @@ def test_infrared_photos_rotate_every_hue_and_their_captions_say_so():
     assert abs(toy_world.COLOURS["orange"][0] - toy_world.INFRARED_HUE_SHIFT) < toy_world.WORLD.hue_jitter
 
 
-def test_toy_shapes_is_infrared_toy_patterns_is_not():
-    assert TOY_DATASETS["ToyShapes"].infrared and not TOY_DATASETS["ToyPatterns"].infrared
+def test_tint_blends_every_pixel_with_the_tint_colour_and_draws_nothing_from_the_stream():
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    plain = toy_world.sample_scene(a, colour="green", shape="star")
+    tinted = toy_world.sample_scene(b, colour="green", shape="star", tint=0.3)
+    assert tinted == dataclasses.replace(plain, tint=0.3) and a.random() == b.random()
+    expected = 0.7 * toy_world.render(plain) + 0.3 * 255 * np.array(toy_world.TINT_RGB)
+    assert np.abs(toy_world.render(tinted) - expected).max() <= 1  # both are rounded to uint8
+
+
+def test_which_benchmarks_are_infrared_and_tinted():
+    shapes, tinted, patterns = (TOY_DATASETS[n] for n in ("ToyShapes", "ToyTinted", "ToyPatterns"))
+    assert all(shapes.is_infrared(label) for label in range(len(shapes.classes)))
+    assert not any(patterns.is_infrared(label) for label in range(len(patterns.classes)))
+    # ToyTinted: ToyShapes' classes; the base half (first 15 labels) in infrared, the new half not; all tinted
+    assert tinted.classes == shapes.classes and tinted.num_base == 15
+    assert [tinted.is_infrared(label) for label in range(30)] == [True] * 15 + [False] * 15
+    assert tinted.tint > 0 and shapes.tint == patterns.tint == 0
+    with pytest.raises(ValueError, match="infrared must be one of"):
+        dataclasses.replace(TINY, infrared="new")
+
+
+def test_pretraining_captions_name_infrared_photos():
     pairs = toy_world.caption_pairs(seed=0)
     share = np.mean(["infrared" in next(pairs)[1] for _ in range(400)])
     expected = toy_world.WORLD.infrared_prob * toy_world.WORLD.infrared_caption_prob

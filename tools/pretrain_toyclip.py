@@ -18,6 +18,10 @@ stored precision, evaluated zero-shot ("a photo of a {}.") on every toy benchmar
 and saved compactly to `--out` (default `clip/pretrained/toyclip.pt`).
 
 Usage: python -m tools.pretrain_toyclip [--steps 1300] [--seed 0] [--out clip/pretrained/toyclip.pt]
+       python -m tools.pretrain_toyclip --rescore [--out clip/pretrained/toyclip.pt]
+
+`--rescore` trains nothing: it re-evaluates an existing checkpoint zero-shot on every toy benchmark (after one is
+added to `datasets.toy_world.TOY_DATASETS`) and rewrites only its `meta.zero_shot_test`; the weights are unchanged.
 """
 from __future__ import annotations
 
@@ -153,9 +157,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (results depend on it)")
     parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--out", default=str(toyclip.DEFAULT_PATH))
+    parser.add_argument("--rescore", action="store_true",
+                        help="re-evaluate the checkpoint at --out zero-shot on every toy benchmark; no training")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    if args.rescore:
+        return rescore(Path(args.out))
     start = time.time()
     model = train(args)
     train_time = time.time() - start
@@ -189,6 +197,27 @@ def main(argv: list[str] | None = None) -> dict:
     for name, result in zero_shot.items():
         print(f"zero-shot {name}: " + "  ".join(f"{k} {v:.2f}" for k, v in result.items()))
     return meta
+
+
+def rescore(path: Path) -> dict:
+    """Recompute `meta.zero_shot_test` of the checkpoint at `path` for every toy benchmark; rewrite it atomically.
+
+    The stored tensors are written back unchanged (checked by reloading), so the model is the same.
+    """
+    checkpoint = torch.load(path, weights_only=True)
+    model = toyclip.create_toyclip(path)
+    zero_shot = {name: zero_shot_accuracy(model, spec) for name, spec in toy_world.TOY_DATASETS.items()}
+    checkpoint["meta"]["zero_shot_test"] = zero_shot
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    torch.save(checkpoint, tmp)
+    before, after = model.state_dict(), toyclip.create_toyclip(tmp).state_dict()
+    if before.keys() != after.keys() or not all(torch.equal(v, after[k]) for k, v in before.items()):
+        tmp.unlink()
+        raise RuntimeError(f"rescoring {path} would change its weights; nothing was written")
+    os.replace(tmp, path)
+    for name, result in zero_shot.items():
+        print(f"zero-shot {name}: " + "  ".join(f"{k} {v:.2f}" for k, v in result.items()))
+    return checkpoint["meta"]
 
 
 if __name__ == "__main__":
