@@ -1,9 +1,9 @@
 """The main job, shortened: base-to-new on the toy benchmark with the tiny pretrained CLIP, zero-shot CLIP and CoOp.
 
 What must hold for the pipeline to be alive: zero-shot transfer exists (above chance on base and new classes), CoOp
-trains (its training loss falls), prompt tuning pays on the classes it was tuned on (CoOp's base accuracy above
-zero-shot's; on ToyShapes, whose infrared photos the hand-written prompt does not describe, by about 12 points, see
-docs/TOY.md), both halves are evaluated, and the table and the figure are written.
+trains (its training loss falls), both halves are evaluated, and the table and the figure are written. On the demo's
+default world, ToyTinted, CoOp must also show the trade-off the real benchmarks show (docs/TOY.md): its context raises
+base accuracy above zero-shot's and lowers new-class accuracy below it, and the demo's table marks that.
 """
 import glob
 import json
@@ -25,7 +25,7 @@ def _accuracies(output):
 
 def test_toy_base_to_new_demo(tmp_path):
     out = str(tmp_path / "out")
-    code = demo.main(["--dataset", "toy_shapes", "--trainers", "ZeroshotCLIP", "CoOp", "--seeds", "1",
+    code = demo.main(["--trainers", "ZeroshotCLIP", "CoOp", "--seeds", "1",
                       "--root", str(tmp_path / "data"), "--output", out, "--jobs", "2"])
     assert code == 0
     acc = _accuracies(out)
@@ -33,16 +33,19 @@ def test_toy_base_to_new_demo(tmp_path):
     zs_new, n_new = acc[("ZeroshotCLIP", "new")]
     assert zs_base > 2 * 100 / n_base and zs_new > 2 * 100 / n_new  # clearly above chance
     # train.py's ZeroshotCLIP (dataset files, test transform, template) reproduces the checkpoint's recorded numbers
-    recorded = torch.load(toyclip.DEFAULT_PATH, weights_only=True)["meta"]["zero_shot_test"]["ToyShapes"]
+    recorded = torch.load(toyclip.DEFAULT_PATH, weights_only=True)["meta"]["zero_shot_test"]["ToyTinted"]
     assert abs(zs_base - recorded["base"]) < 0.5 and abs(zs_new - recorded["new"]) < 0.5, (zs_base, zs_new, recorded)
     coop_base, _ = acc[("CoOp", "base")]
-    assert ("CoOp", "new") in acc
-    assert coop_base > zs_base, (coop_base, zs_base)
+    coop_new, _ = acc[("CoOp", "new")]
+    # the trade-off, with issue 18's margins (measured on seed 1: +13.8 / -6.7; docs/TOY.md)
+    assert coop_base >= zs_base + 5 and coop_new <= zs_new - 3, (coop_base, coop_new, zs_base, zs_new)
     metrics = glob.glob(os.path.join(out, "**", "CoOp", "**", "metrics.jsonl"), recursive=True)
     assert metrics, f"CoOp wrote no metrics.jsonl under {out}"
     losses = [json.loads(line)["loss"] for line in open(metrics[0])]
     assert losses[-1] < losses[0]
     table = open(os.path.join(out, "results.md")).read()
-    assert "ToyShapes" in table and "CoOp" in table and "ZeroshotCLIP" in table
+    assert "ToyTinted" in table and "CoOp" in table and "ZeroshotCLIP" in table
+    coop_delta = next(line for line in table.splitlines() if line.startswith("| ToyTinted | CoOp") and "trade-off" in line)
+    assert f"{coop_base - zs_base:+.2f}" in coop_delta and f"{coop_new - zs_new:+.2f}" in coop_delta
     figure = os.path.join(out, "results.png")
     assert open(figure, "rb").read(8) == b"\x89PNG\r\n\x1a\n", f"the demo wrote no figure at {figure}"

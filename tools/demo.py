@@ -1,11 +1,12 @@
 """Base-to-new generalisation on the toy benchmark, end to end on a CPU: ``python -m tools.demo``.
 
 Runs zero-shot CLIP, CoOp and every trainer that has a ``configs/trainers/<TRAINER>/toy.yaml`` (found at run time,
-so trainers added later are included) on a toy dataset (``configs/datasets/toy_*.yaml``; default ToyShapes, whose
-images are infrared photos that the hand-written prompt does not describe, see docs/TOY.md) with the tiny pretrained
-CLIP (``toyclip``, set by the toy configs), over seeds 1 2 3. The runs go through the sweep runner (parallel CPU
-processes; finished runs are reused, interrupted ones resume), then the base / new / HM table (mean over seeds) is
-printed and written to ``<output>/results.md``, and the base-versus-new trade-off figure to ``<output>/results.png``.
+so trainers added later are included) on a toy dataset (``configs/datasets/toy_*.yaml``; default ToyTinted, on which
+prompt learning trades new-class accuracy for base accuracy as on the real benchmarks, see docs/TOY.md) with the tiny
+pretrained CLIP (``toyclip``, set by the toy configs), over seeds 1 2 3. The runs go through the sweep runner
+(parallel CPU processes; finished runs are reused, interrupted ones resume). Then the base / new / HM table (mean
+over seeds) and each method's difference from zero-shot CLIP (``tools.tradeoff``, which marks the trade-off) are
+printed and written to ``<output>/results.md``, and the base-versus-new figure to ``<output>/results.png``.
 
     python -m tools.demo                      # everything, full toy epochs
     python -m tools.demo --quick              # 1 epoch per run (CI); written to output/demo-quick/
@@ -24,12 +25,12 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from tools import results, sweep
+from tools import results, sweep, tradeoff
 from tools.base2new_plot import plot_base2new
 from tools.protocols import CONFIGS_DIR, REPO_ROOT, SEEDS, ProtocolError, Run, Settings, expand
 
 TOY_CONFIG = "toy"
-DEFAULT_DATASET = "toy_shapes"
+DEFAULT_DATASET = "toy_tinted"
 QUICK_OPTS = ("OPTIM.MAX_EPOCH", "1")
 INPUTS_FILE = "demo_inputs.json"
 CONFIG_FLAGS = ("--config-file", "--dataset-config-file")
@@ -157,8 +158,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for w in summary.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print("\n" + results.report(summary, "terminal"))
+    print(tradeoff.report(summary, "terminal"))
     table_file = output / "results.md"
-    table = results.report(summary, "markdown")
+    table = results.report(summary, "markdown") + "\n" + tradeoff.report(summary, "markdown")
     table_file.write_text(header(dataset, trainers, args.seeds, args.quick) + "\n" + table)
     print(f"Table written to {table_file}")
     try:
