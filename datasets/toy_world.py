@@ -30,7 +30,7 @@ import math
 import os
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -433,24 +433,18 @@ class ToyDatasetSpec:
         ]
 
 
+TOY_SHAPES = ToyDatasetSpec(
+    name="ToyShapes",
+    dataset_dir="toy_shapes",
+    first=("colour", ("red", "orange", "yellow", "green", "blue", "purple")),
+    second=("shape", ("circle", "square", "triangle", "star", "heart")),
+    infrared="all",
+)
 TOY_DATASETS = {
     spec.name: spec
     for spec in (
-        ToyDatasetSpec(
-            name="ToyShapes",
-            dataset_dir="toy_shapes",
-            first=("colour", ("red", "orange", "yellow", "green", "blue", "purple")),
-            second=("shape", ("circle", "square", "triangle", "star", "heart")),
-            infrared="all",
-        ),
-        ToyDatasetSpec(
-            name="ToyTinted",
-            dataset_dir="toy_tinted",
-            first=("colour", ("red", "orange", "yellow", "green", "blue", "purple")),
-            second=("shape", ("circle", "square", "triangle", "star", "heart")),
-            infrared="base",
-            tint=0.3,
-        ),
+        TOY_SHAPES,
+        replace(TOY_SHAPES, name="ToyTinted", dataset_dir="toy_tinted", infrared="base", tint=0.3),
         ToyDatasetSpec(
             name="ToyPatterns",
             dataset_dir="toy_patterns",

@@ -45,7 +45,8 @@ def test_toy_base_to_new_demo(tmp_path):
     assert losses[-1] < losses[0]
     table = open(os.path.join(out, "results.md")).read()
     assert "ToyTinted" in table and "CoOp" in table and "ZeroshotCLIP" in table
-    coop_delta = next(line for line in table.splitlines() if line.startswith("| ToyTinted | CoOp") and "trade-off" in line)
+    coop_delta = next(line for line in table.splitlines()
+                      if line.startswith("| ToyTinted | CoOp") and "trade-off" in line)
     assert f"{coop_base - zs_base:+.2f}" in coop_delta and f"{coop_new - zs_new:+.2f}" in coop_delta
     figure = os.path.join(out, "results.png")
     assert open(figure, "rb").read(8) == b"\x89PNG\r\n\x1a\n", f"the demo wrote no figure at {figure}"

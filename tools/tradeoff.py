@@ -2,8 +2,8 @@
 
 Prompt learning is tuned on the base classes. It usually raises their accuracy and can lower the accuracy on the
 new classes it never saw, which zero-shot CLIP classifies with the hand-written prompt (CoOp on the 11 benchmarks:
-base 82.7, new 63.2, against zero-shot's 69.3 / 74.2; CoCoOp paper, Zhou et al., CVPR 2022, Table 1). This table shows that
-trade-off per method, in the columns Dataset, Method, Δ Base, Δ New, Δ HM and "Against zero-shot".
+base 82.7, new 63.2, against zero-shot's 69.3 / 74.2; CoCoOp paper, Zhou et al., CVPR 2022, Table 1). This table
+shows that trade-off per method, in the columns Dataset, Method, Δ Base, Δ New, Δ HM and "Against zero-shot".
 
 Δ is the method's seed mean minus zero-shot's (points of accuracy). The last column names the pattern:
 ``trade-off: base up, new down``, ``gains on both halves``, ``loses on both halves``, ``base down, new up``, or
@@ -19,8 +19,10 @@ from tools.results import Row, Summary, Table, render
 
 ZERO_SHOT = "ZeroshotCLIP"
 TOLERANCE = 0.005  # points; a smaller difference shows as 0.00 and counts as neither up nor down
+METRICS = ("base", "new", "hm")
+TRADEOFF = "trade-off: base up, new down"
 PATTERNS = {
-    (True, False): "trade-off: base up, new down",
+    (True, False): TRADEOFF,
     (True, True): "gains on both halves",
     (False, False): "loses on both halves",
     (False, True): "base down, new up",
@@ -38,7 +40,7 @@ class Delta:
     @property
     def is_tradeoff(self) -> bool:
         """Base accuracy up and new-class accuracy down against zero-shot CLIP."""
-        return self.base >= TOLERANCE and self.new <= -TOLERANCE
+        return self.pattern == TRADEOFF
 
     @property
     def pattern(self) -> str:
@@ -62,10 +64,10 @@ def against_zero_shot(summary: Summary) -> List[Delta]:
         zero_shot = _zero_shot_row(rows, row.dataset)
         if row.trainer == ZERO_SHOT or zero_shot is None:
             continue
-        if not {"base", "new", "hm"} <= row.cells.keys() or not {"base", "new", "hm"} <= zero_shot.cells.keys():
+        if not (set(METRICS) <= row.cells.keys() and set(METRICS) <= zero_shot.cells.keys()):
             continue
         deltas.append(Delta(row.dataset, row.label or row.trainer,
-                            *(row.cells[k].mean - zero_shot.cells[k].mean for k in ("base", "new", "hm"))))
+                            *(row.cells[k].mean - zero_shot.cells[k].mean for k in METRICS)))
     return deltas
 
 
