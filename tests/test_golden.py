@@ -142,7 +142,8 @@ def grad_of(trainer, method: str, official: str, like: torch.Tensor) -> torch.Te
 # ---- comparing ---------------------------------------------------------------------------------------------------
 def kind(quantity: str) -> str:
     """``gradient`` (a backward pass), ``setup`` (from parameters, settings and images without a CLIP tower:
-    inits, LR schedule, norms of prompts, the APLe filter) or ``forward`` (through a tower: logits, losses, features)."""
+    inits, LR schedule, norms of prompts, the APLe filter) or ``forward`` (through a tower: logits, losses,
+    features)."""
     return "gradient" if quantity.startswith("grad[") else "setup" if quantity in SETUP else "forward"
 
 

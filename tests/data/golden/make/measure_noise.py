@@ -13,7 +13,7 @@ tolerance, and the tolerance over the worst (the rule in ``tests/data/golden/REA
 the three negative controls of ``negative_controls.py`` through the same test code: each control's largest
 error over its quantity's tolerance, which must be at least ``CONTROL_MARGIN``. Exit status 1 when a rule fails.
 
-Run from the repository root: ``.venv/bin/python tests/data/golden/make/measure_noise.py`` (about a minute on
+Run from the repository root: ``.venv/bin/python tests/data/golden/make/measure_noise.py`` (1 to 3 minutes on
 2 cores). ``--capabilities`` prints only the kernel sets this machine offers (``.ci/run`` uses it).
 """
 from __future__ import annotations
@@ -66,15 +66,19 @@ def full_text_pass():
 
 
 def measure(text_pass: str, controls: bool) -> dict:
-    """This process's errors: ``{"errors": {"case|quantity": err}, "controls": {name: [[quantity, err], ...]}}``."""
+    """This process's errors: ``{"errors": {"case|quantity": err}, "exact": {"case|quantity": 0 or inf},
+    "controls": {name: [[quantity, err], ...]}}`` (``errors``: the float quantities, ``exact``: the integer ones)."""
+    import torch
+
     import tests.test_golden as tg
 
-    out = {"capability": __import__("torch").backends.cpu.get_cpu_capability().lower(), "errors": {}, "controls": {}}
+    out = {"capability": torch.backends.cpu.get_cpu_capability().lower(), "errors": {}, "exact": {}, "controls": {}}
     with tempfile.TemporaryDirectory(prefix="golden-noise-") as tmp:
         with tg.golden_environment(Path(tmp)) as g:
             with full_text_pass() if text_pass == "full" else contextlib.nullcontext():
                 for case, quantity in tg.all_cases():
-                    out["errors"][f"{case}|{quantity}"] = g.case(case)[quantity].error()
+                    check = g.case(case)[quantity]
+                    out["errors" if isinstance(check, tg.Close) else "exact"][f"{case}|{quantity}"] = check.error()
             if controls:
                 fixture = tg.fixture
                 for name, (case, key, value) in CONTROLS.items():
@@ -101,6 +105,8 @@ def worker(capability: str, text_pass: str, controls: bool) -> dict:
 
 
 def report() -> int:
+    import torch
+
     sys.path.insert(0, str(REPO))
     from tests.test_golden import KINDS, kind, tolerance
 
@@ -108,7 +114,7 @@ def report() -> int:
     runs = {(c, t): worker(c, t, controls=(c, t) == (configs[-1][0], "cut")) for c, t in configs}
     ok = True
     print(f"Relative error (max|actual - expected| / max|expected|), worst per kind; fp32, 1 thread, "
-          f"torch {__import__('torch').__version__}, native kernels {configs[-1][0]}.\n")
+          f"torch {torch.__version__}, native kernels {configs[-1][0]}.\n")
     print("| kind | n | " + " | ".join(f"{c}, {t}" for c, t in configs) + " | worst | at | tolerance | tol/worst |")
     print("|---|---|" + "---|" * len(configs) + "---|---|---|---|")
     for k in KINDS:
@@ -120,6 +126,10 @@ def report() -> int:
         ok &= ratio >= K
         print(f"| {k} | {len(keys)} | " + " | ".join(f"{x:.2e}" for x in cells) +
               f" | {worst:.2e} | {worst_key.replace('|', ' ')} | {tol:.0e} | {ratio:.1f} |")
+    unequal = sorted({q for c in configs for q, e in runs[c]["exact"].items() if e})
+    ok &= not unequal
+    print(f"\nInteger and structural quantities: {len(runs[configs[0]]['exact'])} checks, "
+          + (f"NOT equal: {', '.join(unequal)}" if unequal else "equal in every configuration."))
     print(f"\nNegative controls ({configs[-1][0]}, cut): each control's largest error over its quantity's tolerance.\n")
     print("| control | quantity | error | tolerance | error/tol | quantities failing |")
     print("|---|---|---|---|---|---|")
@@ -127,7 +137,8 @@ def report() -> int:
         q, err = max(pairs, key=lambda p: p[1] / tolerance(p[0]))
         failing = sum(e > tolerance(p) for p, e in pairs)
         ok &= err / tolerance(q) >= CONTROL_MARGIN
-        print(f"| {name} | {q} | {err:.2e} | {tolerance(q):.0e} | {err / tolerance(q):.0f} | {failing} of {len(pairs)} |")
+        print(f"| {name} | {q} | {err:.2e} | {tolerance(q):.0e} | {err / tolerance(q):.0f} "
+              f"| {failing} of {len(pairs)} |")
     print(f"\nrule (tolerance >= {K} x worst, controls >= {CONTROL_MARGIN} x tolerance): {'holds' if ok else 'FAILS'}")
     return 0 if ok else 1
 
