@@ -9,16 +9,17 @@
 #   DRY_RUN=1 scripts/base2new.sh CoCoOp dtd all           # print the commands only
 #
 # Environment: DATA (dataset root, required), OUTPUT (default: output/ in the repository), DRY_RUN=1,
-# PYTHON (default: python). Finished runs are skipped; unfinished ones resume from their last checkpoint.
+# PYTHON (default: .venv/bin/python when it exists, else python). Finished runs are skipped; unfinished ones
+# resume from their last checkpoint.
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
   echo "usage: scripts/base2new.sh TRAINER DATASET|all [SEED|all] [CFG] [KEY VALUE ...]" >&2
   exit 2
 fi
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/python_env.sh"
 TRAINER=$1 DATASET=$2 SEED=${3:-all} CFG=${4:-}
 args=(--protocol base2new --trainers "$TRAINER" --datasets "$DATASET" --seeds "$SEED")
 [[ -n "$CFG" ]] && args+=(--config "$CFG")
 [[ "${DRY_RUN:-0}" != 0 ]] && args+=(--dry-run)
 [[ $# -gt 4 ]] && args+=(--opts "${@:5}")
-PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m tools.sweep "${args[@]}"
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m tools.sweep "${args[@]}"

@@ -12,16 +12,17 @@
 #   scripts/fewshot.sh CoOp all                            # 11 datasets x shots 1 2 4 8 16 x seeds 1 2 3
 #   DRY_RUN=1 scripts/fewshot.sh CoOp imagenet all 1
 #
-# Environment: DATA (dataset root, required), OUTPUT (default: output/ in the repository), DRY_RUN=1, PYTHON.
+# Environment: DATA (dataset root, required), OUTPUT (default: output/ in the repository), DRY_RUN=1,
+# PYTHON (default: .venv/bin/python when it exists, else python).
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
   echo "usage: scripts/fewshot.sh TRAINER DATASET|all [SHOTS|all] [SEED|all] [CFG] [KEY VALUE ...]" >&2
   exit 2
 fi
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/python_env.sh"
 TRAINER=$1 DATASET=$2 SHOTS=${3:-all} SEED=${4:-all} CFG=${5:-}
 args=(--protocol fewshot --trainers "$TRAINER" --datasets "$DATASET" --shots "$SHOTS" --seeds "$SEED")
 [[ -n "$CFG" ]] && args+=(--config "$CFG")
 [[ "${DRY_RUN:-0}" != 0 ]] && args+=(--dry-run)
 [[ $# -gt 5 ]] && args+=(--opts "${@:6}")
-PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m tools.sweep "${args[@]}"
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m tools.sweep "${args[@]}"

@@ -5,8 +5,9 @@ Every fixture was computed by the official code of an anchor, in fp32 on CPU, on
 user runs the project: a config (``tiny_cfg``, the official values under the project's keys, ``PREC fp32``) and
 ``build_trainer`` on a tiny generated dataset whose classes are the fixture's class names. The fixture's
 official-named parameters are renamed with ``name_map.json`` and copied in, the same inputs go through the trainer's
-own ``logits`` / ``compute_loss`` / ``backward``, and every quantity must match within the README's tolerance:
-``|actual - expected| <= 1e-5 * max|expected|``; integer quantities (token ids, counts, few-shot picks) exactly.
+own ``logits`` / ``compute_loss`` / ``backward``, and every quantity must match within its kind's tolerance
+(``KINDS``): ``|actual - expected| <= tolerance * max|expected|``, with tolerances derived from measured fp32 noise
+(README "Tolerances"); integer quantities (token ids, counts, few-shot picks) exactly.
 
 Where the official run used its code's defaults, the project's keys stay at their defaults (LAMM without
 ``LABEL_TOKENS``, RESTORE's update coefficients, ...), so these tests also pin "default = official".
@@ -20,6 +21,7 @@ about ten times slower.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib.util
@@ -45,7 +47,12 @@ from trainers.base import PromptTrainer, clip_logits
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 REPO = Path(__file__).resolve().parent.parent
-TOLERANCE = 1e-5  # relative to max|expected| (README: observed errors <= 8.5e-6)
+# Tolerance per quantity kind, relative to max|expected|: >= 4x the worst fp32 noise measured across CPU kernel sets
+# and text passes, >= 100x below the negative controls (README "Tolerances"; make/measure_noise.py).
+KINDS = {"setup": 5e-6, "forward": 5e-5, "gradient": 1e-4}
+SETUP = {"init_ctx", "init_labels", "anchor", "ctx_frozen", "ctx_init", "lr_trace", "optimizer_settings", "omega",
+         "v_norms", "matrix_norm", "pos_alpha", "p0_gram_text", "p0_gram_vision", "mean_gram_text",
+         "mean_gram_vision", "ratio_text", "ratio_vision", "filtered", "adapted"}
 NAME_MAP = json.loads((GOLDEN / "name_map.json").read_text())
 PROMPT_CASES = ("coop_end", "coop_middle", "coop_front", "coop_csc", "coop_csc_middle", "coop_ctx_init", "cocoop",
                 "cocoop_rand", "ivlp", "ivlp_t2v1", "vpt", "vpt_d1", "maple")
@@ -133,6 +140,17 @@ def grad_of(trainer, method: str, official: str, like: torch.Tensor) -> torch.Te
 
 
 # ---- comparing ---------------------------------------------------------------------------------------------------
+def kind(quantity: str) -> str:
+    """``gradient`` (a backward pass), ``setup`` (from parameters, settings and images without a CLIP tower:
+    inits, LR schedule, norms of prompts, the APLe filter) or ``forward`` (through a tower: logits, losses,
+    features)."""
+    return "gradient" if quantity.startswith("grad[") else "setup" if quantity in SETUP else "forward"
+
+
+def tolerance(quantity: str) -> float:
+    return KINDS[kind(quantity)]
+
+
 def relative_error(actual, expected) -> float:
     a, e = torch.as_tensor(actual).detach().double().cpu(), torch.as_tensor(expected).double()
     assert a.shape == e.shape, f"shape {tuple(a.shape)}, expected {tuple(e.shape)}"
@@ -140,14 +158,17 @@ def relative_error(actual, expected) -> float:
 
 
 class Close:
-    """A float quantity: within ``TOLERANCE`` of max|expected|."""
+    """A float quantity: within its kind's tolerance (``tolerance``) of max|expected|."""
 
     def __init__(self, actual, expected):
         self.actual, self.expected = actual, expected
 
-    def check(self) -> float:
-        err = relative_error(self.actual, self.expected)
-        assert err <= TOLERANCE, f"relative error {err:.2e} > {TOLERANCE:g}"
+    def error(self) -> float:
+        return relative_error(self.actual, self.expected)
+
+    def check(self, tolerance: float) -> float:
+        err = self.error()
+        assert err <= tolerance, f"relative error {err:.2e} > {tolerance:g}"
         return err
 
 
@@ -157,7 +178,10 @@ class Exact:
     def __init__(self, actual, expected):
         self.actual, self.expected = actual, expected
 
-    def check(self) -> float:
+    def error(self) -> float:
+        return 0.0 if self.actual == self.expected else float("inf")
+
+    def check(self, tolerance: float = 0.0) -> float:
         assert self.actual == self.expected, f"{self.actual!r} != {self.expected!r}"
         return 0.0
 
@@ -194,8 +218,10 @@ class Golden:
         return self.results[name]
 
 
-@pytest.fixture(scope="module")
-def golden(tmp_path_factory):
+@contextlib.contextmanager
+def golden_environment(root: Path):
+    """A ``Golden`` under ``root`` with ``clip.load`` memoised and one intra-op thread (the test's fixture and
+    ``make/measure_noise.py``)."""
     real_load = clip.load
     loaded = {}
 
@@ -209,11 +235,17 @@ def golden(tmp_path_factory):
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(clip, "load", load_once)
-            g = Golden(tmp_path_factory.mktemp("golden"))
+            g = Golden(root)
             g.real_load = real_load
             yield g
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    with golden_environment(tmp_path_factory.mktemp("golden")) as g:
+        yield g
 
 
 # ---- CoOp, CoCoOp, IVLP, VPT, MaPLe --------------------------------------------------------------------------------
@@ -532,7 +564,7 @@ def all_cases() -> List[Tuple[str, str]]:
 
 @pytest.mark.parametrize("case, quantity", all_cases(), ids=lambda x: x)
 def test_matches_the_official_implementation(golden, case, quantity):
-    golden.case(case)[quantity].check()
+    golden.case(case)[quantity].check(tolerance(quantity))
 
 
 def test_every_fixture_file_is_checked():
