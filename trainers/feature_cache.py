@@ -21,8 +21,10 @@ evaluation encodes the images as if there were no cache. The key is a SHA-256 ov
 Images are identified by their contents, not their path, size or times: copies made with ``cp -p``, ``rsync -a``
 or an archive keep modification times, so a file of the same size with other pixels would look unchanged to a
 key on path, size and mtime. Content hashing is cheap next to what a hit saves: on ToyTinted's 900 test images
-(8.1 MB) it takes 29 ms against 0.7 ms for stat-ing them and 253 ms just to decode them (one CPU core), before
-any encoding. Images are hashed again after a miss has encoded them, and the entry is stored only if no file
+(8.1 MB) it takes 29 ms against 0.7 ms for stat-ing them and 253 ms just to decode them (one CPU thread); a whole
+hit, hashing included, took 0.028 s against 2.28 s uncached (ZeroshotCLIP on ``toyclip``). Metadata keys (ctime
+and inode as git's index uses them) would also need git's racy-timestamp rule and still trust every file
+system's clock and timestamp granularity (network file systems, 1-2 s granularity); contents need neither. Images are hashed again after a miss has encoded them, and the entry is stored only if no file
 changed meanwhile. Every entry is validated before use (:meth:`engine.evaluation.feature_cache.FeatureStore.load`:
 its own key, stored key parts, image count, shape, dtype, finiteness, checksum).
 
