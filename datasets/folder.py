@@ -18,10 +18,11 @@ when present (CoOp's format, paths relative to the dataset folder). Otherwise Co
 (DTD, Caltech101: 50% train, 20% val, 30% test per class, shuffled with ``random.Random(SPLIT_SEED)`` over the
 sorted files, :func:`datasets.base.split_by_class`) builds one. Images that training could not read (the one policy
 of :func:`engine.data.data_manager.read_image`: corrupt, truncated, not an image, a decompression bomb) are left out
-of a built split, with a warning naming them. The built split is written as ``split_zhou_Folder.json`` in the dataset folder
-(so every later run, evaluation and prediction on this folder reuses exactly the same train/val/test images, even
-after images are added) and copied into the run's output directory as a record of what the run used; a read-only
-dataset folder keeps it in the output directory only (and a run with the same output directory reuses it).
+of a built split, with a warning naming them. The built split is written as ``split_zhou_Folder.json`` in the
+dataset folder (so every later run, evaluation and prediction on this folder reuses exactly the same train/val/test
+images, even after images are added) and copied into the run's output directory as a record of what the run
+used; a read-only dataset folder keeps it in the output directory only (and a run with the same output directory
+reuses it).
 Images found on disk but missing from a reused split are reported (delete the split file to split again).
 
 Few-shot subsets (cached in ``<dataset folder>/split_fewshot/``), base/new halves, missing-image errors and

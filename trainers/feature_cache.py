@@ -24,12 +24,13 @@ key on path, size and mtime. Content hashing is cheap next to what a hit saves: 
 (8.1 MB) it takes 29 ms against 0.7 ms for stat-ing them and 253 ms just to decode them (one CPU thread); a whole
 hit, hashing included, took 0.028 s against 2.28 s uncached (ZeroshotCLIP on ``toyclip``). Metadata keys (ctime
 and inode as git's index uses them) would also need git's racy-timestamp rule and still trust every file
-system's clock and timestamp granularity (network file systems, 1-2 s granularity); contents need neither. Images are hashed again after a miss has encoded them, and the entry is stored only if no file
-changed meanwhile. Every entry is validated before use (:meth:`engine.evaluation.feature_cache.FeatureStore.load`:
-its own key, stored key parts, image count, shape, dtype, finiteness, checksum).
+system's clock and timestamp granularity (network file systems, 1-2 s granularity); contents need neither.
+Images are hashed again after a miss has encoded them, and the entry is stored only if no file changed meanwhile.
+Every entry is validated before use (:meth:`engine.evaluation.feature_cache.FeatureStore.load`: its own key,
+stored key parts, image count, shape, dtype, finiteness, checksum).
 
 The cache can only cost its reuse, never the evaluation: a damaged, foreign or altered entry, a full disk, a
-read-only or unlockable folder each log one warning (once per folder and kind of trouble in a process) and the
+read-only or unlockable folder each log one warning (once per run, folder and kind of trouble) and the
 evaluation runs without the cache.
 
 Entries live in ``features/`` of the weights cache directory: ``MODEL.BACKBONE.CACHE_DIR``, else
@@ -126,15 +127,14 @@ def _plain_outputs(trainer, loader):
         yield trainer.model_inference(images), labels
 
 
-_warned = set()
-
-
-def _warn_once(root: str, kind: str, message: str) -> None:
-    """Log ``message`` as a warning the first time ``kind`` of trouble meets the cache in ``root``."""
-    if (root, kind) in _warned:
+def _warn_once(trainer, root: str, kind: str, message: str) -> None:
+    """Log ``message`` as a warning the first time ``kind`` of trouble meets ``trainer``'s cache in ``root`` (a run
+    validating every epoch warns once, and each run in a warm worker process writes it to its own log)."""
+    warned = trainer.__dict__.setdefault("_feature_cache_warned", set())
+    if (root, kind) in warned:
         logger.debug("%s", message)
         return
-    _warned.add((root, kind))
+    warned.add((root, kind))
     logger.warning("%s", message)
 
 
@@ -150,8 +150,8 @@ def _lookup(store: FeatureStore, key: str, parts: dict, trainer, warn: bool = Tr
         return store.load(key, parts, dim, dtype)
     except EntryError as e:
         if warn:
-            _warn_once(store.root, "entry", f"Image-feature cache entry {store.path(key)} is not used: {e}. "
-                                            "Evaluating without it (it is replaced).")
+            _warn_once(trainer, store.root, "entry", f"Image-feature cache entry {store.path(key)} is not used: "
+                                                     f"{e}. Evaluating without it (it is replaced).")
         return None
 
 
@@ -175,9 +175,9 @@ def cached_evaluation_outputs(trainer, loader):
             try:
                 held.enter_context(store.lock(key))
             except Exception as e:  # noqa: BLE001 - read-only, unlockable, not a folder: only the reuse is lost
-                _warn_once(store.root, "lock", f"Image-feature cache in {store.root} not used: cannot lock it "
-                                               f"({type(e).__name__}: {e}). Set MODEL.BACKBONE.CACHE_DIR to a "
-                                               "writable folder, or TEST.FEATURE_CACHE False.")
+                _warn_once(trainer, store.root, "lock",
+                           f"Image-feature cache in {store.root} not used: cannot lock it ({type(e).__name__}: {e}). "
+                           "Set MODEL.BACKBONE.CACHE_DIR to a writable folder, or TEST.FEATURE_CACHE False.")
                 yield from _plain_outputs(trainer, loader)
                 return
             features = _lookup(store, key, parts, trainer, warn=False)  # another job may have stored it meanwhile
@@ -204,8 +204,8 @@ def _fill(trainer, loader, store: FeatureStore, key: str, parts: dict):
                     created=time.strftime("%Y-%m-%d %H:%M:%S"))
         path = store.save(key, torch.cat(batches), meta)
     except Exception as e:  # noqa: BLE001 - a full or read-only disk (torch.save raises RuntimeError) costs the reuse
-        _warn_once(store.root, "store", f"Image features not stored in the cache {store.root} ({type(e).__name__}: "
-                                        f"{e}); the evaluation is unaffected.")
+        _warn_once(trainer, store.root, "store", f"Image features not stored in the cache {store.root} "
+                                                 f"({type(e).__name__}: {e}); the evaluation is unaffected.")
         return
     logger.info("Image features of %d images stored in the cache (%s)", parts["images"], path)
 
