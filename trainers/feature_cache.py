@@ -50,7 +50,7 @@ import open_clip
 import torch
 
 from clip.loading import default_cache_dir
-from engine.evaluation.feature_cache import EntryError, FeatureStore
+from engine.evaluation.feature_cache import FeatureStore
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def _lookup(store: FeatureStore, key: str, parts: dict, trainer, warn: bool = Tr
     dim, dtype = _expected(trainer)
     try:
         return store.load(key, parts, dim, dtype)
-    except EntryError as e:
+    except Exception as e:  # noqa: BLE001 - EntryError, or anything else an odd file raises: never the evaluation
         if warn:
             _warn_once(trainer, store.root, "entry", f"Image-feature cache entry {store.path(key)} is not used: "
                                                      f"{e}. Evaluating without it (it is replaced).")
@@ -167,6 +167,11 @@ def cached_evaluation_outputs(trainer, loader):
         key, parts = entry_key(trainer, loader)
     except OSError as e:  # an image cannot be read: the evaluation itself reports it
         logger.debug("Image-feature cache not used: %s", e)
+        yield from _plain_outputs(trainer, loader)
+        return
+    except Exception as e:  # noqa: BLE001 - the cache never fails the evaluation
+        _warn_once(trainer, store.root, "key", f"Image-feature cache not used: its key could not be computed "
+                                               f"({type(e).__name__}: {e}).")
         yield from _plain_outputs(trainer, loader)
         return
     features = _lookup(store, key, parts, trainer)

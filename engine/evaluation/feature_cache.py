@@ -66,7 +66,7 @@ class FeatureStore:
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - damaged, truncated, not a torch file: never trusted
-            raise EntryError(f"unreadable ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''})")
+            raise EntryError(f"unreadable ({type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]})")
         if not isinstance(entry, dict) or not torch.is_tensor(entry.get("features")) or \
                 not isinstance(entry.get("meta"), dict):
             raise EntryError("not a feature-cache entry")
