@@ -9,14 +9,20 @@
   allowed) or ``list.json`` holding ``[[path, label], ...]``: paths relative to the list's folder (or absolute),
   labels are class names (sorted, labelled 0..; ``classnames.txt`` next to the list may rename them).
 
+Ambiguous classes are refused (a ``DatasetError`` naming the folders): two classes whose names are equal as CLIP's
+tokenizer reads them (case, ``_`` and spacing ignored; e.g. folders ``a_b`` and ``a b``, or ``classnames.txt``
+giving two folders the same name), and a ``classnames.txt`` line for a folder (or list label) that does not exist.
+
 The split: a ``split_zhou_*.json`` file in the dataset folder (the folder itself, or the list's folder) is used
 when present (CoOp's format, paths relative to the dataset folder). Otherwise CoOp's rule for folder benchmarks
 (DTD, Caltech101: 50% train, 20% val, 30% test per class, shuffled with ``random.Random(SPLIT_SEED)`` over the
-sorted files, :func:`datasets.base.split_by_class`) builds one. Images that cannot be opened are left out of a built
-split, with a warning naming them. The built split is written as ``split_zhou_Folder.json`` in the dataset folder
-(so every later run, evaluation and prediction on this folder reuses exactly the same train/val/test images, even
-after images are added) and copied into the run's output directory as a record of what the run used; a read-only
-dataset folder keeps it in the output directory only (and a run with the same output directory reuses it).
+sorted files, :func:`datasets.base.split_by_class`) builds one. Images that training could not read (the one policy
+of :func:`engine.data.data_manager.read_image`: corrupt, truncated, not an image, a decompression bomb) are left out
+of a built split, with a warning naming them. The built split is written as ``split_zhou_Folder.json`` in the
+dataset folder (so every later run, evaluation and prediction on this folder reuses exactly the same train/val/test
+images, even after images are added) and copied into the run's output directory as a record of what the run
+used; a read-only dataset folder keeps it in the output directory only (and a run with the same output directory
+reuses it).
 Images found on disk but missing from a reused split are reported (delete the split file to split again).
 
 Few-shot subsets (cached in ``<dataset folder>/split_fewshot/``), base/new halves, missing-image errors and
@@ -33,8 +39,7 @@ import os
 import shutil
 from typing import Dict, List, Tuple
 
-from PIL import Image
-
+from engine.data.data_manager import ImageReadError, read_image
 from engine.data.datasets import DatasetError, MissingDataError
 from engine.registry import DATASET_REGISTRY
 
@@ -53,13 +58,33 @@ def is_image(name: str) -> bool:
 
 
 def readable(path: str) -> bool:
-    """Whether PIL can open and verify the file (header and structure; cheap, no full decode)."""
+    """Whether training and evaluation can read the image: the same policy, :func:`read_image` (a full decode;
+    corrupt, truncated, non-image files and decompression bombs are not readable)."""
     try:
-        with Image.open(path) as img:
-            img.verify()
+        read_image(path)
         return True
-    except Exception:  # noqa: BLE001 - any failure means the loader would fail on it too
+    except ImageReadError:
         return False
+
+
+def normalized_classname(name: str) -> str:
+    """The class name as CLIP's text encoder sees it: ``_`` read as a space, whitespace collapsed, lower case (the
+    tokenizer's ``whitespace_clean(basic_clean(text)).lower()``, open_clip ``tokenizer.py``,
+    ``SimpleTokenizer.encode``); two classes equal here get the same prompts and cannot be told apart."""
+    return " ".join(name.replace("_", " ").split()).lower()
+
+
+def check_distinct_classes(classes: Dict[str, str], where: str) -> None:
+    """Refuse classes ``{folder or label: class name}`` whose names are equal after normalisation."""
+    groups: Dict[str, List[str]] = {}
+    for key, name in classes.items():
+        groups.setdefault(normalized_classname(name), []).append(key)
+    clashes = [keys for keys in groups.values() if len(keys) > 1]
+    if clashes:
+        shown = "; ".join(" and ".join(f'"{k}"' for k in keys) + f' are all "{classes[keys[0]]}"' for keys in clashes)
+        raise DatasetError(f"Folder: classes with the same name in {where} (compared as CLIP reads them: case, '_' "
+                           f"and spacing ignored): {shown}. CLIP cannot tell them apart; rename the folders or give "
+                           f"them distinct names in {CLASSNAMES_FILE}.")
 
 
 def read_classnames(path: str) -> Dict[str, str]:
@@ -148,6 +173,7 @@ class Folder(BenchmarkDataset):
             split = super().load_split()
         if not self.built:
             self.report_unused(split)
+            check_distinct_classes(self.split_classes(split), self.split_path)
         if record and os.path.abspath(record) != os.path.abspath(self.split_path) and not os.path.isfile(record):
             if os.path.isfile(self.split_path):
                 os.makedirs(self.output_dir, exist_ok=True)
@@ -162,6 +188,9 @@ class Folder(BenchmarkDataset):
         names = read_classnames(os.path.join(self.dataset_dir, CLASSNAMES_FILE)) if os.path.isfile(
             os.path.join(self.dataset_dir, CLASSNAMES_FILE)) else {}
         keys = sorted(items)
+        self.check_classnames(names)
+        check_distinct_classes({key: names.get(key, key.replace("_", " ")) for key in keys},
+                               self.list_file or self.dataset_dir)
         if len(keys) < 2:
             raise DatasetError(f"Folder: found {len(keys)} class(es) under {self.list_file or self.dataset_dir}; "
                                f"a classifier needs at least 2 (one sub-folder of images per class).")
@@ -177,6 +206,19 @@ class Folder(BenchmarkDataset):
             log.warning("Folder: left %d unreadable image(s) out of the split (corrupt or not images): %s",
                         len(unreadable), shown)
         return split_by_class(classes)
+
+    def check_classnames(self, names: Dict[str, str]) -> None:
+        """Refuse ``classnames.txt`` lines whose folder (or list label) does not exist."""
+        if self.list_file:
+            known = {label for _, label in read_image_list(self.list_file)}
+        else:
+            known = set(listdir_nohidden(self.image_dir, dirs_only=True))
+        unknown = sorted(set(names) - known)
+        if unknown:
+            what = "label in " + self.list_file if self.list_file else "class folder in " + self.image_dir
+            raise DatasetError(f"Folder: {os.path.join(self.dataset_dir, CLASSNAMES_FILE)} names "
+                               f"{', '.join(repr(k) for k in unknown)}, which is no {what}. Fix the folder "
+                               "name in those lines, or remove them.")
 
     def folder_items(self) -> Dict[str, List[str]]:
         """``{class folder: [relpath, ...]}`` of the image files in each class folder (sorted)."""
@@ -197,6 +239,14 @@ class Folder(BenchmarkDataset):
                 raise MissingDataError(f"Folder: {self.list_file} names {path}, which does not exist ({full}).")
             items.setdefault(label, []).append(os.path.relpath(full, self.image_dir).replace(os.sep, "/"))
         return {k: sorted(v) for k, v in items.items()}
+
+    def split_classes(self, split) -> Dict[str, str]:
+        """``{class folder (or "label N" for an image list): class name}`` of a split's items."""
+        classes = {}
+        for key in ("train", "val", "test"):
+            for rel, label, name in split[key]:
+                classes[f"label {label}" if self.list_file else rel.split("/")[0]] = name
+        return classes
 
     def report_unused(self, split) -> None:
         """Warn when class folders hold readable images that the (reused) split does not list."""

@@ -81,7 +81,7 @@ class Injector:
 
         def replace(src, dst, *a, **k):
             real_replace(src, dst, *a, **k)
-            leftover = os.path.join(os.path.dirname(str(dst)), ".tmp-killed")
+            leftover = os.path.join(os.path.dirname(str(dst)), f".tmp-{os.path.basename(str(dst))}.killed00.part")
             left = (lambda: open(leftover, "wb").write(b"x" * 10)) if inj.leave == "tmp" else None
             inj._point("write", str(dst), left)
 

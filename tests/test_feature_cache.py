@@ -123,11 +123,10 @@ def test_misses_on_changed_image_transform_precision_weights(tmp_path):
     assert n == len(t.test_loader) and entries(cache) == 2
     key = entry_key(t, t.test_loader)[0]
 
-    # the same bytes rewritten later: the modification time alone is enough
+    # the same bytes with another modification time: the same features, so the same entry
     stat = os.stat(path)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert entry_key(t, t.test_loader)[0] != key
-    key = entry_key(t, t.test_loader)[0]
+    assert entry_key(t, t.test_loader)[0] == key
 
     # another test transform
     t2 = build(tmp_path, name="bilinear", opts=["INPUT.INTERPOLATION", "bilinear"], cache=cache)
@@ -261,3 +260,204 @@ def test_an_unusable_cache_folder_costs_the_reuse_not_the_evaluation(tmp_path):
     ref, _, _ = evaluate(build(tmp_path, name="plain", opts=["TEST.FEATURE_CACHE", "False"]))
     logits, _, n = evaluate(build(tmp_path, cache=blocker))
     assert n > 0 and torch.equal(logits, ref)
+
+
+# ---- what the cache must never do: serve other bytes, trust a bad entry, fail the evaluation, delete other files --
+def cache_warnings(caplog):
+    return [r for r in caplog.records if r.levelname == "WARNING"
+            and r.name in ("trainers.feature_cache", "engine.evaluation.feature_cache")]
+
+
+def uncached(tmp_path, name="plain"):
+    logits, labels, _ = evaluate(build(tmp_path, name=name, opts=["TEST.FEATURE_CACHE", "False"]))
+    return logits, labels
+
+
+def store_png(path, rgb):
+    """An uncompressed PNG (compress_level 0): every 32x32 RGB image has the same file size."""
+    Image.fromarray(np.full((32, 32, 3), rgb, dtype=np.uint8)).save(path, compress_level=0)
+
+
+def test_same_size_images_swapped_with_restored_times_miss(tmp_path):
+    """``cp -p``, ``rsync -a`` and archives restore modification times: other pixels in a file of the same size and
+    mtime must not be served the stored features."""
+    cache = tmp_path / "cache"
+    t = build(tmp_path, cache=cache)
+    items = t.test_loader.dataset.data_source
+    a, b = items[0].impath, next(i.impath for i in items if i.label != items[0].label)
+    store_png(a, (220, 30, 30))
+    store_png(b, (30, 40, 220))
+    assert os.path.getsize(a) == os.path.getsize(b)
+    evaluate(t)  # stores the features of these bytes
+    times = {p: os.stat(p) for p in (a, b)}
+    data = {p: open(p, "rb").read() for p in (a, b)}
+    for p, q in ((a, b), (b, a)):
+        open(p, "wb").write(data[q])
+        os.utime(p, ns=(times[p].st_atime_ns, times[p].st_mtime_ns))
+    assert all(os.stat(p).st_mtime_ns == times[p].st_mtime_ns and os.path.getsize(p) == times[p].st_size
+               for p in (a, b))
+    ref, ref_y = uncached(tmp_path)
+    logits, labels, n = evaluate(build(tmp_path, name="after", cache=cache))
+    assert n == len(t.test_loader) and torch.equal(logits, ref) and torch.equal(labels, ref_y)
+
+
+def _tamper(entry, how):
+    f, meta = entry["features"], entry["meta"]
+    if how == "shuffled":
+        entry["features"] = f.flip(0)
+    elif how == "nan":
+        entry["features"] = torch.full_like(f, float("nan"))
+    elif how == "short":
+        entry["features"] = f[:-1]
+    elif how == "wide":
+        entry["features"] = torch.cat([f, f[:, :1]], 1)
+    elif how == "float64":
+        entry["features"] = f.double()
+    elif how == "renamed":
+        meta["key"] = "0" * 64
+    elif how == "other-images":
+        meta["images_sha256"] = "0" * 64
+    elif how == "damaged":
+        return b"PK\x03\x04 truncated"
+    return entry
+
+
+@pytest.mark.parametrize("how", ["shuffled", "nan", "short", "wide", "float64", "renamed", "other-images",
+                                 "damaged"])
+def test_an_untrustworthy_entry_is_refused_once_and_replaced(tmp_path, caplog, how):
+    cache = tmp_path / "cache"
+    ref, ref_y = uncached(tmp_path)
+    t = build(tmp_path, cache=cache)
+    evaluate(t)
+    path = FeatureStore(str(cache / "features")).entries()[0]
+    tampered = _tamper(torch.load(path, weights_only=True), how)
+    if isinstance(tampered, bytes):
+        open(path, "wb").write(tampered)
+    else:
+        torch.save(tampered, path)
+    caplog.clear()
+    logits, labels, n = evaluate(t)
+    assert n == len(t.test_loader) and torch.equal(logits, ref) and torch.equal(labels, ref_y)
+    warnings = cache_warnings(caplog)
+    assert len(warnings) == 1 and "is not used" in warnings[0].getMessage()
+    t.test()
+    assert t.last_results["accuracy"] == pytest.approx(100.0 * float((ref.argmax(1) == ref_y).float().mean()))
+    _, _, n = evaluate(t)  # replaced by the evaluation that refused it
+    assert n == 0 and entries(cache) == 1
+
+
+def _fake_writes(monkeypatch, folder, error):
+    """torch.save into ``folder`` writes a little, then fails as a full disk does."""
+    real_save = torch.save
+
+    def save(obj, f, *a, **k):
+        name = f if isinstance(f, str) else os.readlink(f"/proc/self/fd/{f.fileno()}")  # Linux: the fd's path
+        if os.path.dirname(os.path.abspath(name)) == str(folder):
+            f.write(b"partial")
+            raise error
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs "
+                                                "598: No space left on device"),
+                                   OSError(28, "No space left on device")], ids=["RuntimeError", "ENOSPC"])
+def test_a_full_cache_disk_costs_the_reuse_not_the_evaluation(tmp_path, caplog, monkeypatch, error):
+    cache = tmp_path / "cache"
+    ref, ref_y = uncached(tmp_path)
+    t = build(tmp_path, cache=cache)
+    _fake_writes(monkeypatch, cache / "features", error)
+    caplog.clear()
+    for _ in range(2):  # a validation per epoch: one warning in all
+        logits, labels, n = evaluate(t)
+        assert n == len(t.test_loader) and torch.equal(logits, ref) and torch.equal(labels, ref_y)
+    warnings = cache_warnings(caplog)
+    assert len(warnings) == 1 and "not stored" in warnings[0].getMessage()
+    assert entries(cache) == 0 and not [f for f in os.listdir(cache / "features") if f.startswith(".tmp-")]
+
+
+def test_a_read_only_cache_folder_still_serves_and_never_fails(tmp_path, caplog, monkeypatch):
+    """chmod does not bind root (the tests may run as root), so creating files in the folder is refused as a
+    read-only file system would: every ``os.open`` that could create or write there raises EACCES."""
+    import errno
+    import stat as stat_
+
+    cache = tmp_path / "cache"
+    folder = str(cache / "features")
+    ref, ref_y = uncached(tmp_path)
+    t = build(tmp_path, cache=cache)
+    evaluate(t)  # one entry stored while the folder was writable
+    other = build(tmp_path, name="other", seed=2, cache=cache)  # another backbone: a miss
+    ref_other, _, _ = evaluate(build(tmp_path, name="other-plain", seed=2, opts=["TEST.FEATURE_CACHE", "False"]))
+    os.chmod(folder, stat_.S_IRUSR | stat_.S_IXUSR)
+    real_open = os.open
+
+    def read_only_open(path, flags, *a, **k):
+        writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
+        if writes and os.path.dirname(os.path.abspath(path)) == folder:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    caplog.clear()
+    try:
+        logits, _, n = evaluate(t)  # the stored entry is still read
+        assert n == 0 and torch.equal(logits, ref)
+        for _ in range(2):
+            logits, _, n = evaluate(other)
+            assert n == len(other.test_loader) and torch.equal(logits, ref_other)
+    finally:
+        os.chmod(folder, 0o755)
+    warnings = cache_warnings(caplog)
+    assert len(warnings) == 1 and "cannot lock" in warnings[0].getMessage()
+
+
+def test_an_unlockable_cache_folder_costs_the_reuse_not_the_evaluation(tmp_path, caplog, monkeypatch):
+    import errno
+
+    import engine.evaluation.feature_cache as store_module
+
+    class NoLock:
+        def __init__(self, path):
+            self.path = path
+
+        def __enter__(self):
+            raise OSError(errno.ENOLCK, "No locks available", self.path)
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(store_module, "FileLock", NoLock)
+    ref, ref_y = uncached(tmp_path)
+    t = build(tmp_path, cache=tmp_path / "cache")
+    caplog.clear()
+    logits, labels, n = evaluate(t)
+    assert n == len(t.test_loader) and torch.equal(logits, ref) and torch.equal(labels, ref_y)
+    warnings = cache_warnings(caplog)
+    assert len(warnings) == 1 and "No locks available" in warnings[0].getMessage()
+
+
+def test_clear_removes_only_the_caches_own_files(tmp_path):
+    from tools import cache as cache_cli
+
+    cache = tmp_path / "cache"
+    evaluate(build(tmp_path, cache=cache))
+    folder = cache / "features"
+    store = FeatureStore(str(folder))
+    entry = os.path.basename(store.entries()[0])
+    key = entry[:-len(".pt")]
+    assert (folder / f"{key}.lock").exists()
+    leftover = folder / f".tmp-{entry}.abcd1234.part"  # an entry's writer killed mid-write
+    leftover.write_bytes(b"x")
+    user = {"notes.pt": b"my tensors", ".tmp-chapter3.tex": b"draft", "features.pt": b"mine", "x.lock": b"",
+            f"{key[:-1]}.pt": b"63 hex digits"}
+    for name, data in user.items():
+        (folder / name).write_bytes(data)
+    (folder / "sub").mkdir()
+    (folder / "sub" / entry).write_bytes(b"not the cache's")
+    assert cache_cli.main(["--info", "--cache-dir", str(cache)]) == 0
+    assert cache_cli.main(["--clear", "--cache-dir", str(cache)]) == 0
+    assert sorted(os.listdir(folder)) == sorted([*user, "sub"])
+    assert all((folder / name).read_bytes() == data for name, data in user.items())
+    assert (folder / "sub" / entry).exists()

@@ -219,3 +219,73 @@ def test_written_files_follow_the_umask(root, tmp_path):
         os.umask(old)
     for rel in ("results.json", "metrics.jsonl", "checkpoints.json", "config.yaml", "prompt_learner/model.pth.tar-1"):
         assert stat.S_IMODE(os.stat(out / rel).st_mode) == 0o644, rel
+
+
+def test_clean_up_removes_only_the_writers_temporary_files_in_the_runs_folders(tmp_path):
+    """A user's ``.tmp-*`` files, and anything outside the output folder and its module folders, are not ours."""
+    from engine.run_files import remove_stale_temp_files
+
+    out = tmp_path / "run"
+    (out / "prompt_learner").mkdir(parents=True)
+    (out / "prompt_learner" / "model.pth.tar-1").write_bytes(b"checkpoint")
+    (out / "notes" / "deeper").mkdir(parents=True)
+    ours = [out / ".tmp-results.json.k2x_9a0b.part", out / "prompt_learner" / ".tmp-model.pth.tar-2.abcd1234.part"]
+    theirs = [out / ".tmp-chapter3.tex", out / "notes" / ".tmp-chapter3.tex", out / ".tmp-results.json",
+              out / ".tmp-results.json.abc.part", out / "notes" / ".tmp-model.pth.tar-2.abcd1234.part",
+              out / "notes" / "deeper" / ".tmp-x.abcd1234.part"]
+    for path in ours + theirs:
+        path.write_bytes(b"x")
+    removed = remove_stale_temp_files(str(out))
+    assert sorted(removed) == sorted(map(str, ours))
+    assert not any(p.exists() for p in ours) and all(p.exists() for p in theirs)
+
+
+def test_atomic_writers_name_their_temporary_files_for_the_clean_up(tmp_path, monkeypatch):
+    from engine.utils.checkpoint import atomic_write_text, temp_target
+
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        seen.append(os.path.basename(src))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    atomic_write_text("{}", str(tmp_path / "results.json"))
+    assert len(seen) == 1 and temp_target(seen[0]) == "results.json"
+
+
+def _failing_save(monkeypatch, epoch, error):
+    """torch.save of epoch ``epoch``'s module checkpoint writes a little, then fails as on a full disk."""
+    real_save = torch.save
+
+    def save(obj, f, *a, **k):
+        if isinstance(obj, dict) and "state_dict" in obj and obj.get("epoch") == epoch:
+            f.write(b"PK\x03\x04 partial")
+            raise error
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                   RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs "
+                                                "598")], ids=["ENOSPC", "RuntimeError"])
+def test_a_full_disk_while_saving_is_one_error_line_and_the_last_epoch_resumes(root, tmp_path, capsys, monkeypatch,
+                                                                                coop_reference, error):
+    out = tmp_path / "run"
+    args = argv(root, out)
+    with monkeypatch.context() as m:
+        _failing_save(m, 2, error)
+        capsys.readouterr()
+        assert run(args)[0] == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Cannot write ") and err.count("\n") == 1, err
+    assert "model.pth.tar-2" in err and "last complete epoch" in err
+    assert json.load(open(out / "checkpoints.json"))["epochs"] == [1]
+    assert torch.load(out / "prompt_learner" / "model.pth.tar-1", weights_only=True)["epoch"] == 1
+    assert not os.path.exists(out / "prompt_learner" / "model.pth.tar-2")
+    assert not [f for _, _, files in os.walk(out) for f in files if f.startswith(".tmp-")]
+    assert run(args)[0] == 0  # space freed: the same command resumes from epoch 1
+    assert differences(coop_reference, final_state(str(out))) == []
+    assert "Resumed" in open(out / "log.txt").read()

@@ -3,6 +3,9 @@
     python -m tools.cache --info [--cache-dir DIR]    entries and bytes in <DIR>/features
     python -m tools.cache --clear [--cache-dir DIR]   remove them (they are recomputed when needed)
 
+--clear removes only the cache's own files: entries (``<64 hex digits>.pt``), their ``.lock`` files and leftover
+temporary files of their writers; any other file in the folder stays.
+
 DIR is the weights cache directory, resolved as runs resolve it: --cache-dir (a run's MODEL.BACKBONE.CACHE_DIR),
 else $CLIP_CACHE_DIR, else ~/.cache/clip.
 """
@@ -30,7 +33,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--info", action="store_true", help="print the entries and their total size")
-    action.add_argument("--clear", action="store_true", help="remove every entry")
+    action.add_argument("--clear", action="store_true",
+                        help="remove the entries, their locks and temporary files (nothing else)")
     parser.add_argument("--cache-dir", default="", help="the weights cache directory (default: $CLIP_CACHE_DIR, "
                                                         "else ~/.cache/clip)")
     parser.add_argument("-v", "--verbose", action="store_true", help="with --info, describe each entry")

@@ -7,9 +7,10 @@ so a tiny few-shot set never gives an empty loader).
 from __future__ import annotations
 
 import logging
+import warnings
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 
@@ -21,20 +22,42 @@ logger = logging.getLogger(__name__)
 
 
 class ImageReadError(RuntimeError):
-    pass
+    """An image that cannot be used (missing, corrupt, truncated, not an image, a decompression bomb); one line.
+
+    Raised in a ``DataLoader`` worker, torch re-raises it in the main process as ``ImageReadError(<"Caught ...
+    Original Traceback ...">)`` (``torch.utils._utils.ExceptionWrapper.reraise``); the message is cut back to the
+    original one line, so the user never sees the worker's traceback.
+    """
+
+    def __init__(self, message: str = ""):
+        if isinstance(message, str) and "\nOriginal Traceback" in message:
+            last = message.rstrip().splitlines()[-1]
+            message = last.split(f"{type(self).__name__}: ", 1)[-1]
+        super().__init__(message)
 
 
 def read_image(path: str) -> Image.Image:
-    """Open an image as RGB; a missing or unreadable file raises one error naming its path."""
+    """Open an image as RGB: the one image-reading policy of training, evaluation, prediction and folder splits.
+
+    A missing file, a file PIL cannot decode (corrupt, truncated, not an image) and a decompression bomb (more
+    pixels than ``PIL.Image.MAX_IMAGE_PIXELS``; PIL only warns below twice that limit, and raises
+    ``DecompressionBombError``, which is not an ``OSError``, above it) each raise one :class:`ImageReadError`
+    naming the file, never another exception.
+    """
     try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.convert("RGB")
     except FileNotFoundError:
         raise ImageReadError(f"Image not found: {path}. Is DATASET.ROOT right, and is the dataset complete? "
                              "`python -m datasets.download --check` lists what is missing.") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageReadError(f"Cannot read image {path} ({e}); the file is corrupt or not an image. "
-                             "Re-download or remove it.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageReadError(f"Refusing image {path}: {e} Remove it from the dataset (or shrink it).") from None
+    except Exception as e:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, EOFError... for bad files
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ImageReadError(f"Cannot read image {path} ({detail}); the file is corrupt, truncated or not an "
+                             "image. Re-download or remove it.") from None
 
 
 def build_dataset(cfg):

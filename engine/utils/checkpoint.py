@@ -16,7 +16,19 @@ from typing import Optional
 
 import torch
 
-TEMP_PREFIX = ".tmp-"  # temporary files of atomic writes; a killed writer may leave one behind
+from engine.errors import UserError
+
+# Temporary files of atomic writes, ``.tmp-<target name>.<random>.part`` next to their target; a killed writer may
+# leave one behind, and clean-up removes only names of exactly this form (:func:`temp_target`).
+TEMP_PREFIX = ".tmp-"
+TEMP_SUFFIX = ".part"
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(?P<target>[^/]+)\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX) + r"\Z")
+
+
+def temp_target(name: str) -> Optional[str]:
+    """The target file name of an atomic writer's temporary file ``name``, or None if ``name`` is not one."""
+    m = _TEMP_NAME.match(name)
+    return m.group("target") if m else None
 
 
 class CheckpointError(RuntimeError):
@@ -25,6 +37,11 @@ class CheckpointError(RuntimeError):
 
 class CorruptCheckpointError(CheckpointError):
     """The file is not a readable checkpoint (truncated, empty, not a torch file)."""
+
+
+class FileWriteError(UserError, OSError):
+    """A file could not be written (a full disk, a read-only folder, a quota); the file it was to replace is
+    untouched. An ``OSError`` too, so callers that tolerate a failed write (a read-only folder) keep doing so."""
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -38,28 +55,46 @@ def _umask() -> int:
     return mask
 
 
-def _temp_file(directory: str):
-    """``mkstemp`` in ``directory`` with the mode a plain ``open`` would give (mkstemp's is 0600, which a group on
-    a shared cluster cannot read); returns ``(fd, path)``."""
+def _temp_file(path: str):
+    """``mkstemp`` next to ``path``, named ``.tmp-<name>.<random>.part``, with the mode a plain ``open`` would give
+    (mkstemp's is 0600, which a group on a shared cluster cannot read); returns ``(fd, temporary path)``."""
+    directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{name}.", suffix=TEMP_SUFFIX, dir=directory)
     os.fchmod(fd, 0o666 & ~_umask())
     return fd, tmp
 
 
+def write_error(path: str, error: BaseException) -> FileWriteError:
+    """One line saying that ``path`` could not be written and what to do. ``error`` is the ``OSError``, or the
+    ``RuntimeError`` that ``torch.save`` raises when its own writer fails (e.g. on a full disk)."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else (str(error).strip().splitlines()
+                                                                                    or [type(error).__name__])[0]
+    out = FileWriteError(f"Cannot write {path} ({reason}); is the disk full or the folder read-only? Nothing "
+                         "was overwritten: free space (or fix the folder) and rerun the same command.")
+    out.errno = getattr(error, "errno", None)
+    return out
+
+
 def _atomic_write(path: str, mode: str, write) -> None:
     """Call ``write(file)`` on a temporary file in ``path``'s folder, flush it to disk, then rename it over ``path``;
-    on any failure the temporary file is removed and ``path`` is untouched."""
-    fd, tmp = _temp_file(os.path.dirname(os.path.abspath(path)))
+    on any failure the temporary file is removed and ``path`` is untouched. A failed write (``OSError``, or
+    ``torch.save``'s ``RuntimeError``) raises :class:`FileWriteError`."""
+    try:
+        fd, tmp = _temp_file(path)
+    except OSError as e:
+        raise write_error(path, e) from e
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, FileWriteError):
+            raise write_error(path, e) from e
         raise
 
 
@@ -77,10 +112,15 @@ def save_checkpoint(state: dict, save_dir: str, is_best: bool = False, model_nam
     """Dassl's ``save_checkpoint``: ``model.pth.tar-<epoch>`` (or ``model_name``), atomically."""
     fname = model_name or f"model.pth.tar-{state['epoch']}"
     fpath = os.path.join(save_dir, fname)
-    atomic_torch_save(state, fpath)
-    atomic_write_text(fname + "\n", os.path.join(save_dir, "checkpoint"))
-    if is_best:
-        atomic_torch_save(state, os.path.join(save_dir, "model-best.pth.tar"))
+    try:
+        atomic_torch_save(state, fpath)
+        atomic_write_text(fname + "\n", os.path.join(save_dir, "checkpoint"))
+        if is_best:
+            atomic_torch_save(state, os.path.join(save_dir, "model-best.pth.tar"))
+    except FileWriteError as e:
+        out = FileWriteError(f"{e} The run resumes from its last complete epoch, which is intact.")
+        out.errno = e.errno
+        raise out from e
     return fpath
 
 
