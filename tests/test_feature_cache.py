@@ -148,6 +148,16 @@ def test_misses_on_changed_image_transform_precision_weights(tmp_path):
     assert entry_key(t4, t4.test_loader)[0] != key
 
 
+def test_features_of_another_cpu_kernel_set_miss(tmp_path, monkeypatch):
+    """A cache shared across machines or ATEN_CPU_CAPABILITY settings: another kernel set rounds differently."""
+    t = build(tmp_path, cache=tmp_path / "cache")
+    key, parts = entry_key(t, t.test_loader)
+    assert parts["kernels"] == f"cpu {torch.backends.cpu.get_cpu_capability()}"
+    other = "DEFAULT" if torch.backends.cpu.get_cpu_capability() != "DEFAULT" else "AVX2"
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: other)
+    assert entry_key(t, t.test_loader)[0] != key
+
+
 def test_off_switch_and_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("CLIP_CACHE_DIR", str(tmp_path / "env"))
     assert feature_cache_dir("") == str(tmp_path / "env" / "features")

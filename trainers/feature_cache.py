@@ -8,12 +8,13 @@ carries learned prompts (MaPLe, IVLP, VPT, RESTORE, APLe, LAMM on MaPLe) keep th
 key cannot switch the cache on for them.
 
 **The guarantee.** Stored features are used only for the same image bytes, in the same order, under the same
-weights, precision, device type, test transform, batch size and torch/open_clip versions as when they were
+weights, precision, device type and kernel set, test transform, batch size and torch/open_clip versions as when they were
 computed, and only as the ``[N, D]`` finite tensor that was written; then logits from a hit go through the same
 operations on the same batches as an uncached evaluation and equal it bit for bit. Anything else is a miss: the
 evaluation encodes the images as if there were no cache. The key is a SHA-256 over:
 - the backbone's weights (a digest of every tensor of its state dict, as loaded and cast to its precision);
-- the precision (``PREC`` in effect, the weights' dtype) and the device type;
+- the precision (``PREC`` in effect, the weights' dtype), the device type and its kernels (the CPU's ATen kernel set,
+  the GPU's model);
 - the test transform (``repr`` of the torchvision pipeline) and the test batch size (batched kernels may round
   differently for other batch shapes, and the cache promises the same bits);
 - the number of images and a SHA-256 of every image file's contents, in loader order;
@@ -86,6 +87,15 @@ def images_digest(data_source) -> str:
     return h.hexdigest()
 
 
+def kernel_set(device: torch.device) -> str:
+    """The kernels that computed the features: the CPU's ATen kernel set (``default``, ``AVX2``, ``AVX512``, chosen
+    at start-up or forced by ``ATEN_CPU_CAPABILITY``), or the GPU's model and CUDA version. Features of one kernel
+    set differ from another's by rounding, so a cache shared across machines or settings must not mix them."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} cuda {torch.version.cuda}"
+    return f"{device.type} {torch.backends.cpu.get_cpu_capability()}"
+
+
 def entry_key(trainer, loader) -> Tuple[str, dict]:
     """``(key, parts)`` of ``loader``'s evaluation set under ``trainer``'s backbone and precision."""
     backbone, precision = trainer.clip_model, trainer.precision
@@ -96,6 +106,7 @@ def entry_key(trainer, loader) -> Tuple[str, dict]:
         "precision": precision.prec,
         "dtype": str(backbone.dtype),
         "device": precision.device.type,
+        "kernels": kernel_set(precision.device),
         "transform": repr(loader.dataset.transform),
         "batch_size": loader.batch_size,
         "torch": str(torch.__version__),
