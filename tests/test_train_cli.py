@@ -36,6 +36,13 @@ def test_train_then_eval_only_on_new_classes(tmp_path, capsys):
     assert "already holds finished results" in capsys.readouterr().out
     assert os.path.getmtime(os.path.join(base, "results.json")) == mtime
 
+    # A finished run of another config is not taken for this one: refused with the differing keys.
+    assert train.main(_argv(root, base, "DATASET.SUBSAMPLE_CLASSES", "base", "OPTIM.MOMENTUM", "0.5")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "holds the finished results of another config" in err
+    assert "  OPTIM.MOMENTUM: 0.9 -> 0.5" in err.splitlines()
+    assert os.path.getmtime(os.path.join(base, "results.json")) == mtime
+
     # A results.json cut short is not "finished": it is moved aside (kept) and the run resumes and finishes.
     good = json.load(open(os.path.join(base, "results.json")))
     with open(os.path.join(base, "results.json"), "w") as f:

@@ -51,7 +51,7 @@ from typing import Callable, Dict, List, Optional, Sequence, TextIO
 import yaml
 
 from tools.protocols import (PROTOCOLS, REPO_ROOT, ProtocolError, Run, Settings, expand, parse_seeds,
-                             parse_shots, settings_from_env)
+                             parse_shots, settings_from_env, variant_folder)
 from tools.run_results import RESULTS_FILE, is_corrupt, set_aside
 
 FAILURES_FILE = "sweep_failures.json"
@@ -78,8 +78,10 @@ class Grid:
     backbone: Optional[str] = None
 
     def runs(self, settings: Settings) -> List[Run]:
-        settings = dataclasses.replace(settings, opts=tuple(settings.opts) + tuple(str(o) for o in self.opts),
-                                       backbone=self.backbone or settings.backbone)
+        opts = tuple(settings.opts) + tuple(str(o) for o in self.opts)
+        backbone = self.backbone or settings.backbone
+        settings = dataclasses.replace(settings, opts=opts, backbone=backbone,
+                                       variant=variant_folder(backbone, opts))
         return expand(self.protocol, self.trainers, self.datasets, parse_seeds([str(s) for s in self.seeds]),
                       settings, parse_shots([str(k) for k in self.shots] if self.shots else None), self.config)
 
@@ -403,16 +405,74 @@ def _which(program: str) -> Optional[str]:
 # Driver
 # ---------------------------------------------------------------------------------------------------------------
 
+def expected_config(run: Run) -> Optional[dict]:
+    """The resolved config ``train.py`` builds from the run's argv (config files relative to the repository, where
+    runs execute), as plain values; None for a command that is not ``train.py``."""
+    if len(run.argv) < 2 or os.path.basename(run.argv[1]) != "train.py":
+        return None
+    import train
+    from engine.config_fingerprint import config_dict
+    from engine.errors import user_error_types
+
+    args = train.build_parser().parse_args(list(run.argv[2:]))
+    for name in ("config_file", "dataset_config_file"):
+        value = getattr(args, name)
+        if value and not os.path.isabs(value):
+            setattr(args, name, str(REPO_ROOT / value))
+    try:
+        return config_dict(train.setup_cfg(args))
+    except user_error_types() as e:
+        raise SweepError(f"{run.run_id}: {e}") from None
+
+
+def identity_diff(run: Run) -> Optional[list]:
+    """How a finished run differs from the run asked for (``engine.config_fingerprint.finished_run_diff``): ``[]``
+    when it is that run (or the command is not ``train.py``, which records no config), ``None`` when its
+    ``results.json`` records no config to check."""
+    from engine.config_fingerprint import finished_run_diff
+    from tools.run_results import read_results
+
+    expected = expected_config(run)
+    if expected is None:
+        return []
+    return finished_run_diff(read_results(run.output_dir) or {}, expected)
+
+
+def foreign_runs_error(foreign: Sequence[tuple], output_root: Optional[Path] = None, limit: int = 5) -> SweepError:
+    """The refusal for finished runs that are not the runs asked for: one line, then each run's differences."""
+    from engine.config_fingerprint import format_diff
+
+    output_root = output_root or foreign[0][0].output_root
+    where = f" under {output_root}"
+    lines = [f"{len(foreign)} finished run(s){where} are not the runs this sweep asks for (their results.json "
+             f"records another config, or none); move those folders aside or choose another --output:"]
+    for run, diff in foreign[:limit]:
+        lines.append(f"{run.run_id}:")
+        lines.append(format_diff(diff, limit=6) if diff else "  results.json records no config")
+    if len(foreign) > limit:
+        lines.append(f"... and {len(foreign) - limit} more")
+    return SweepError("\n".join(lines))
+
+
 def plan(runs: Sequence[Run], say: Callable[[str], None] = print) -> List[Run]:
-    """The unfinished runs; says which finished ones are skipped and which are redone for a corrupt results.json."""
-    todo = []
+    """The unfinished runs; says which finished ones are skipped and which are redone for a corrupt results.json.
+
+    A finished run is reused only when it is the run asked for (:func:`identity_diff`); otherwise the sweep is
+    refused (:class:`SweepError`) before anything runs, listing the differences."""
+    todo, foreign = [], []
     for run in runs:
         if run.finished:
-            say(f"# skip (finished): {run.run_id}")
+            diff = identity_diff(run)
+            if diff or diff is None:
+                foreign.append((run, diff))
+            else:
+                say(f"# skip (finished): {run.run_id}")
         else:
             if is_corrupt(run.output_dir):
                 say(f"# redo (its {RESULTS_FILE} does not parse): {run.run_id}")
             todo.append(run)
+    if foreign:
+        raise foreign_runs_error(foreign)
     return todo
 
 
