@@ -542,3 +542,56 @@ def test_demo_refuses_to_reuse_runs_made_from_other_inputs(tmp_path):
     (out / demo.INPUTS_FILE).unlink()  # outputs of a demo that did not record its inputs
     with pytest.raises(demo.DemoError, match="CoOp"):
         demo.check_inputs(out, runs, prints)
+
+
+# ---- overall progress with ETA ----
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_line_eta_is_mean_duration_times_runs_left_over_parallel_slots():
+    clock = FakeClock()
+    progress = sweep.Progress(total=5, jobs=2, clock=clock)
+    assert progress.line() == "progress: 0/5 runs finished, 0s elapsed; ETA after the first run finishes"
+    progress.started("a"), progress.started("b")
+    clock.now += 30
+    assert progress.finished("a") == 30
+    progress.count("done")
+    # mean 30 s x 4 runs left / 2 slots = 60 s
+    assert progress.line(running=1) == ("progress: 1/5 runs finished (1 done), 1 running, 30s elapsed; ETA 1m00s "
+                                        "(mean 30s per run x 4 left / 2 parallel)")
+    progress.started("c")
+    clock.now += 60
+    progress.finished("b")  # 90 s
+    progress.count("failed")
+    progress.count("blocked")  # never started: not part of the mean
+    # mean (30 + 90) / 2 = 60 s x 2 left / 2 = 60 s
+    assert progress.line(running=1).endswith("1 running, 1m30s elapsed; ETA 1m00s (mean 1m00s per run x 2 left / "
+                                             "2 parallel)")
+    assert "(1 done, 1 failed, 1 blocked)" in progress.line()
+    progress.started("d")
+    clock.now += 3600
+    progress.finished("c")
+    progress.count("done")
+    # mean (30 + 90 + 3660) / 3 = 1260 s x 1 left / min(2 slots, 1 left) = 21m00s
+    assert progress.line(running=1).endswith("1h01m elapsed; ETA 21m00s (mean 21m00s per run x 1 left / 1 parallel)")
+    clock.now += 5
+    progress.finished("d")
+    progress.count("done")
+    assert progress.line() == "progress: 5/5 runs finished (3 done, 1 failed, 1 blocked), 1h01m elapsed"
+
+
+def test_local_queue_prints_a_progress_line_after_each_run(tmp_path):
+    runs = [*pair(tmp_path, "a"), *pair(tmp_path, "b")]
+    messages = []
+    sweep.run_local(runs, [{"CUDA_VISIBLE_DEVICES": ""}] * 2, say=messages.append, poll_s=0.05, runner="process")
+    finished = [i for i, m in enumerate(messages) if m.startswith("[")]
+    assert len(finished) == 4 and all(messages[i + 1].startswith("progress: ") for i in finished)
+    assert messages[finished[0] + 1].startswith("progress: 1/4 runs finished (1 done)") and "ETA " in \
+        messages[finished[0] + 1]
+    assert messages[-1].startswith("progress: 4/4 runs finished (4 done)") and "ETA" not in messages[-1]
