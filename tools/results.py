@@ -370,6 +370,7 @@ class Summary:
         by_place: Dict[tuple, List[tuple]] = {}
         for key in groups:
             by_place.setdefault(key[:6], []).append(key[6])
+        self._variants_at = by_place
         for (protocol, trainer, family, dataset, shots, role), variants in sorted(by_place.items(), key=str):
             if len(variants) > 1:
                 self.warnings.append(f"{protocol} {trainer} ({family}, {shots} shots) {dataset} {role}: runs differ "
@@ -381,9 +382,13 @@ class Summary:
             return  # run once by design (tools/seed_free.py)
         missing = [s for s in self._expected[key[0]] if s not in by_seed]
         if missing:
-            protocol, trainer, family, dataset, shots, role, _ = key
+            protocol, trainer, family, dataset, shots, role, variant = key
+            variants = set(self._variants_at[key[:6]])
+            which = [str(variant[0] or "backbone not recorded")] if len({v[0] for v in variants}) > 1 else []
+            which += _setting_text(variant, variants) + ([CHANGED_MARK] if variant[2] else [])
             self.warnings.append(
-                f"{protocol} {trainer} ({family}, {shots} shots) {dataset} {role}: missing seed(s) "
+                f"{protocol} {trainer} ({family}, {shots} shots{''.join(f', {w}' for w in which)}) {dataset} {role}: "
+                f"missing seed(s) "
                 f"{', '.join(map(str, missing))} (have {', '.join(str(s) for s in sorted(by_seed))}).")
 
     def _build(self, protocol: str, groups: Dict[tuple, Dict[int, Record]]) -> List[Row]:
