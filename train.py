@@ -72,19 +72,22 @@ def main(argv=None) -> int:
         return 2
 
 
-def check_finished_run(results: dict, cfg, results_path: str) -> None:
-    """Refuse (``UserError``) when the finished run in ``results_path`` is not the run of ``cfg``: its recorded
-    result-relevant config differs (the differing keys are listed), or it records no config to check."""
-    from engine.config_fingerprint import config_dict, finished_run_diff, format_diff
+def check_finished_run(results: dict, cfg, args, results_path: str) -> None:
+    """Refuse (``UserError``) when the finished run in ``results_path`` is not the run asked for: its recorded
+    result-relevant config, or what an evaluation loads (``--eval-only``, ``--model-dir``, ``--load-epoch``), differs
+    (the differences are listed), or it records no config to check."""
+    from engine.config_fingerprint import config_dict, evaluation_diff, finished_run_diff, format_diff
     from engine.errors import UserError
 
     diff = finished_run_diff(results, config_dict(cfg))
+    if diff is not None:
+        diff += evaluation_diff(results, args.eval_only, args.model_dir, args.load_epoch)
     if diff is None:
         raise UserError(f"{results_path} records no config, so it cannot be checked to be the run asked for; "
                         f"move {cfg.OUTPUT_DIR} aside or choose another --output-dir.")
     if diff:
-        raise UserError(f"{cfg.OUTPUT_DIR} holds the finished results of another config ({results_path}); "
-                        f"choose another --output-dir for this one, or move that folder aside:\n{format_diff(diff)}")
+        raise UserError(f"{cfg.OUTPUT_DIR} holds the finished results of another run ({results_path}); choose "
+                        f"another --output-dir for this one, or move that folder aside:\n{format_diff(diff)}")
 
 
 def run(args) -> int:
@@ -112,7 +115,7 @@ def run(args) -> int:
         print(f"warning: {results_path} does not parse (a copy cut short, a full disk?), so the run is not finished; "
               f"moved it to {moved} and running again (it resumes from its checkpoints).", file=sys.stderr)
     elif os.path.isfile(results_path) and not args.force:
-        check_finished_run(read_results(cfg.OUTPUT_DIR), cfg, results_path)
+        check_finished_run(read_results(cfg.OUTPUT_DIR), cfg, args, results_path)
         print(f"{cfg.OUTPUT_DIR} already holds finished results ({results_path}); not running again. "
               "Pass --force to run anyway, or choose another --output-dir.")
         return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Dict, List, Optional, Tuple
 
 from engine.errors import ResumeRefusedError
@@ -81,6 +82,24 @@ def finished_run_diff(results: dict, current: dict) -> Optional[List[Tuple[str, 
         now = config_fingerprint(current)
         return [] if stored == now else [("config_fingerprint", stored, now)]
     return None
+
+
+def evaluation_diff(results: dict, eval_only: bool, model_dir: Optional[str], load_epoch: Optional[int]
+                    ) -> List[Tuple[str, object, object]]:
+    """What an evaluation reads besides its config, against ``results``: ``--eval-only``, ``--model-dir`` (compared
+    as real paths) and ``--load-epoch``; ``(flag, recorded, asked)`` for each that differs (absent keys: not
+    compared)."""
+    def same_dir(a, b) -> bool:
+        return (not a and not b) or (bool(a) and bool(b) and os.path.realpath(a) == os.path.realpath(b))
+
+    out = []
+    if "eval_only" in results and bool(results["eval_only"]) != bool(eval_only):
+        out.append(("--eval-only", bool(results["eval_only"]), bool(eval_only)))
+    if "model_dir" in results and not same_dir(results["model_dir"], model_dir):
+        out.append(("--model-dir", results["model_dir"], model_dir or None))
+    if "load_epoch" in results and results["load_epoch"] != load_epoch:
+        out.append(("--load-epoch", results["load_epoch"], load_epoch))
+    return out
 
 
 def format_diff(diff, limit: int = 12) -> str:

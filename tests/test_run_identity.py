@@ -2,7 +2,7 @@
 and the variant folders that keep a sweep's --backbone / --opts runs apart from the protocol's own."""
 import copy
 
-from engine.config_fingerprint import config_diff, config_fingerprint, finished_run_diff
+from engine.config_fingerprint import config_diff, config_fingerprint, evaluation_diff, finished_run_diff
 from tools.protocols import Settings, expand, variant_folder
 
 CONFIG = {"SEED": 1, "OUTPUT_DIR": "/a", "DATALOADER": {"NUM_WORKERS": 0},
@@ -63,3 +63,14 @@ def test_runs_of_a_variant_live_in_its_folder(tmp_path):
     assert v_train.run_id == f"{variant.variant}/{p_train.run_id}"
     assert v_train.output_dir == tmp_path / "o" / v_train.run_id and v_train.output_root == tmp_path / "o"
     assert v_test.depends_on == (v_train.run_id,) and f"--model-dir {v_train.output_dir}" in v_test.command
+
+
+def test_evaluation_diff_compares_what_an_evaluation_loads(tmp_path):
+    model = str(tmp_path / "m")
+    recorded = {"eval_only": True, "model_dir": model, "load_epoch": 5}
+    assert evaluation_diff(recorded, True, str(tmp_path / "x" / ".." / "m"), 5) == []  # the same folder
+    assert evaluation_diff(recorded, True, str(tmp_path / "n"), 6) == [
+        ("--model-dir", model, str(tmp_path / "n")), ("--load-epoch", 5, 6)]
+    assert evaluation_diff(recorded, False, "", None) == [
+        ("--eval-only", True, False), ("--model-dir", model, None), ("--load-epoch", 5, None)]
+    assert evaluation_diff({"eval_only": False, "model_dir": None, "load_epoch": None}, False, "", None) == []

@@ -527,20 +527,31 @@ def _which(program: str) -> Optional[str]:
 # Driver
 # ---------------------------------------------------------------------------------------------------------------
 
-def expected_config(run: Run) -> Optional[dict]:
-    """The resolved config ``train.py`` builds from the run's argv (config files relative to the repository, where
-    runs execute), as plain values; None for a command that is not ``train.py``."""
+def _train_args(run: Run) -> Optional[argparse.Namespace]:
+    """``train.py``'s parsed arguments of the run (config files relative to the repository, where runs execute);
+    None for a command that is not ``train.py``."""
     if len(run.argv) < 2 or os.path.basename(run.argv[1]) != "train.py":
         return None
     import train
-    from engine.config_fingerprint import config_dict
-    from engine.errors import user_error_types
 
     args = train.build_parser().parse_args(list(run.argv[2:]))
     for name in ("config_file", "dataset_config_file"):
         value = getattr(args, name)
         if value and not os.path.isabs(value):
             setattr(args, name, str(REPO_ROOT / value))
+    return args
+
+
+def expected_config(run: Run) -> Optional[dict]:
+    """The resolved config ``train.py`` builds from the run's argv, as plain values; None for a command that is not
+    ``train.py``."""
+    args = _train_args(run)
+    if args is None:
+        return None
+    import train
+    from engine.config_fingerprint import config_dict
+    from engine.errors import user_error_types
+
     try:
         return config_dict(train.setup_cfg(args))
     except user_error_types() as e:
@@ -548,16 +559,22 @@ def expected_config(run: Run) -> Optional[dict]:
 
 
 def identity_diff(run: Run) -> Optional[list]:
-    """How a finished run differs from the run asked for (``engine.config_fingerprint.finished_run_diff``): ``[]``
+    """How a finished run differs from the run asked for: its result-relevant config
+    (``engine.config_fingerprint.finished_run_diff``) and what an evaluation loads (``evaluation_diff``). ``[]``
     when it is that run (or the command is not ``train.py``, which records no config), ``None`` when its
     ``results.json`` records no config to check."""
-    from engine.config_fingerprint import finished_run_diff
+    from engine.config_fingerprint import evaluation_diff, finished_run_diff
     from tools.run_results import read_results
 
     expected = expected_config(run)
     if expected is None:
         return []
-    return finished_run_diff(read_results(run.output_dir) or {}, expected)
+    results = read_results(run.output_dir) or {}
+    diff = finished_run_diff(results, expected)
+    if diff is None:
+        return None
+    args = _train_args(run)
+    return diff + evaluation_diff(results, args.eval_only, args.model_dir, args.load_epoch)
 
 
 def foreign_runs_error(foreign: Sequence[tuple], output_root: Optional[Path] = None, limit: int = 5) -> SweepError:
