@@ -295,12 +295,12 @@ class Progress:
         self.counts[status] = self.counts.get(status, 0) + 1
 
     def line(self, running: int = 0) -> str:
-        done = sum(self.counts.values())
-        head = f"progress: {done}/{self.total} runs finished"
+        finished = sum(self.counts.values())
+        head = f"progress: {finished}/{self.total} runs finished"
         if self.counts:
             head += " (" + ", ".join(f"{n} {k}" for k, n in self.counts.items()) + ")"
         head += (f", {running} running" if running else "") + f", {duration_text(self.clock() - self.t0)} elapsed"
-        left = self.total - done
+        left = self.total - finished
         if not left:
             return head
         if not self.durations:
