@@ -4,11 +4,12 @@
         --config-file configs/trainers/CoOp/vit_b16_ep50.yaml --output-dir output/pets/seed1 --seed 1 \
         DATASET.NUM_SHOTS 16
 
-Trailing ``KEY VALUE`` pairs override the config. A finished run (``results.json`` in its output directory) is not
-retrained: the script says so and exits, unless ``--force``. An unfinished one resumes from its last checkpoint
-(the newest epoch complete for every module), if it was trained with the same config (``--allow-config-change``
-overrides). One run at a time per output directory (a file lock). User mistakes print one ``error:`` line and exit
-with status 2 (``--debug`` for the traceback).
+Trailing ``KEY VALUE`` pairs override the config. A finished run (``results.json`` in its output directory) of
+the same result-relevant config (``engine.config_fingerprint``) is not retrained: the script says so and exits,
+unless ``--force``; a finished run of another config is refused with the differing keys. An unfinished one resumes
+from its last checkpoint (the newest epoch complete for every module), if it was trained with the same config
+(``--allow-config-change`` overrides). One run at a time per output directory (a file lock). User mistakes print
+one ``error:`` line and exit with status 2 (``--debug`` for the traceback).
 """
 from __future__ import annotations
 
@@ -71,6 +72,24 @@ def main(argv=None) -> int:
         return 2
 
 
+def check_finished_run(results: dict, cfg, args, results_path: str) -> None:
+    """Refuse (``UserError``) when the finished run in ``results_path`` is not the run asked for: its recorded
+    result-relevant config, or what an evaluation loads (``--eval-only``, ``--model-dir``, ``--load-epoch``), differs
+    (the differences are listed), or it records no config to check."""
+    from engine.config_fingerprint import config_dict, evaluation_diff, finished_run_diff, format_diff
+    from engine.errors import UserError
+
+    diff = finished_run_diff(results, config_dict(cfg))
+    if diff is not None:
+        diff += evaluation_diff(results, args.eval_only, args.model_dir, args.load_epoch)
+    if diff is None:
+        raise UserError(f"{results_path} records no config, so it cannot be checked to be the run asked for; "
+                        f"move {cfg.OUTPUT_DIR} aside or choose another --output-dir.")
+    if diff:
+        raise UserError(f"{cfg.OUTPUT_DIR} holds the finished results of another run ({results_path}); choose "
+                        f"another --output-dir for this one, or move that folder aside:\n{format_diff(diff)}")
+
+
 def run(args) -> int:
     from engine.errors import UserError
 
@@ -84,7 +103,7 @@ def run(args) -> int:
     from engine.trainer import RESULTS_FILE
     from engine.utils import collect_env_info, set_random_seed, setup_logger
     from engine.utils.run_lock import RunLock
-    from tools.run_results import is_corrupt, set_aside
+    from tools.run_results import is_corrupt, read_results, set_aside
 
     try:
         TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
@@ -96,6 +115,7 @@ def run(args) -> int:
         print(f"warning: {results_path} does not parse (a copy cut short, a full disk?), so the run is not finished; "
               f"moved it to {moved} and running again (it resumes from its checkpoints).", file=sys.stderr)
     elif os.path.isfile(results_path) and not args.force:
+        check_finished_run(read_results(cfg.OUTPUT_DIR), cfg, args, results_path)
         print(f"{cfg.OUTPUT_DIR} already holds finished results ({results_path}); not running again. "
               "Pass --force to run anyway, or choose another --output-dir.")
         return 0

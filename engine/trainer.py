@@ -33,7 +33,8 @@ import torch.nn as nn
 from engine.checkpoint_set import (BEST_FILE, CheckpointMismatchError, CheckpointNotFoundError, check_identity,
                                    complete_epochs, identity, matching_state, module_path, new_manifest, prune,
                                    read_manifest, write_manifest)
-from engine.config_fingerprint import OVERRIDE_FLAG, check_resume_config, config_dict, format_diff
+from engine.config_fingerprint import (OVERRIDE_FLAG, check_resume_config, config_dict, config_fingerprint,
+                                       format_diff)
 from engine.data import DataManager
 from engine.errors import UserError
 from engine.evaluation import build_evaluator
@@ -493,6 +494,7 @@ class SimpleTrainer(TrainerBase):
             "num_classes": self.num_classes,
             "output_dir": os.path.abspath(self.output_dir),
             "config": json.loads(json.dumps(cfg, default=list)),
+            "config_fingerprint": config_fingerprint(config_dict(cfg)),
             "git_commit": git_commit(),
             "versions": versions(),
             "device": str(self.device),

@@ -303,13 +303,20 @@ def test_base2new_script_dry_run_prints_the_commands(tmp_path):
 
 def test_script_skips_finished_runs_and_passes_opts(tmp_path):
     _need("configs/trainers/CoOp/vit_b16_ctxv1.yaml")
+    import json
+
+    from tools.sweep import expected_config
+
     env = {"DATA": str(tmp_path / "d"), "DRY_RUN": "1", "OUTPUT": str(tmp_path / "o")}
-    done = tmp_path / "o/base2new/train_base/dtd/shots_16/CoOp/vit_b16_ctxv1/seed2"
-    done.mkdir(parents=True)
-    (done / "results.json").write_text("{}")
-    res = script("base2new.sh", "CoOp", "dtd", "2", "vit_b16_ctxv1", "OPTIM.MAX_EPOCH", "7", env=env, cwd=tmp_path)
+    opts = ("OPTIM.MAX_EPOCH", "7")  # trailing opts put the runs in their own folder (tools.protocols.variant_folder)
+    settings = Settings(tmp_path / "d", tmp_path / "o", opts=opts, variant=protocols.variant_folder(None, opts))
+    done = expand("base2new", ["CoOp"], ["dtd"], [2], settings, config="vit_b16_ctxv1")[0]
+    done.output_dir.mkdir(parents=True)
+    (done.output_dir / "results.json").write_text(json.dumps({"config": expected_config(done)}))
+    res = script("base2new.sh", "CoOp", "dtd", "2", "vit_b16_ctxv1", *opts, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "skip (finished): base2new/train_base/dtd/shots_16/CoOp/vit_b16_ctxv1/seed2" in res.stdout
+    assert f"skip (finished): {done.run_id}" in res.stdout
+    assert done.run_id == f"{settings.variant}/base2new/train_base/dtd/shots_16/CoOp/vit_b16_ctxv1/seed2"
     commands = [line for line in res.stdout.splitlines() if "train.py" in line]
     assert len(commands) == 1 and "--load-epoch 7" in commands[0] and commands[0].endswith("OPTIM.MAX_EPOCH 7")
 

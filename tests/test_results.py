@@ -247,7 +247,8 @@ def test_nan_metrics_give_one_warning_naming_the_runs(tree, capsys):
     bad = tree / "base2new/test_new/dtd/shots_16/CoOp/cfg/seed2"
     (bad / "results.json").write_text(json.dumps({"metrics": {"accuracy": float("nan"), "error_rate": float("inf"),
                                                               "macro_f1": 40.0}, "subsample_classes": "new",
-                                                  "trainer": "CoOp", "dataset": "DescribableTextures", "seed": 2}))
+                                                  "trainer": "CoOp", "dataset": "DescribableTextures", "seed": 2,
+                                                  "backbone": "ViT-B/16"}))
     assert "NaN" in (bad / "results.json").read_text()  # how json.dumps writes it, and what train.py would write
     s = summarize(tree)
     assert math.isnan(row(s, "base2new", "DescribableTextures").cells["new"].mean)  # shown as nan, never dropped
@@ -257,3 +258,62 @@ def test_nan_metrics_give_one_warning_naming_the_runs(tree, capsys):
                             f"and run it again): {bad} (accuracy, error_rate)"]
     assert results.main([str(tree)]) == 0
     assert capsys.readouterr().err.count("NaN or infinite") == 1
+
+
+# ---- grouping by run identity: only the seed may differ between runs averaged in one row ----
+
+def _config(seed, backbone="toyclip", lr=0.05, dataset="ToyTinted", out="x"):
+    """The parts of a resolved config these tests vary (OUTPUT_DIR is not result-relevant)."""
+    return {"SEED": seed, "OUTPUT_DIR": out, "DATASET": {"NAME": dataset, "NUM_SHOTS": 16},
+            "MODEL": {"BACKBONE": {"NAME": backbone}}, "OPTIM": {"LR": lr}}
+
+
+def identity_run(root, seed, acc, backbone="toyclip", lr=0.05, dataset="ToyTinted", changes=None):
+    tail = f"toy_tinted/shots_16/CoOp/toy/seed{seed}"
+    write_result(root, f"base2new/train_base/{tail}", acc, trainer="CoOp", dataset=dataset, seed=seed,
+                 subsample_classes="base", backbone=backbone,
+                 config=_config(seed, backbone, lr, dataset, out=f"{root}/{seed}"), config_changes=changes or [])
+
+
+def test_runs_of_other_backbones_are_never_averaged_as_seeds(tmp_path, capsys):
+    identity_run(tmp_path / "a", 1, 80.0, backbone="random:ViT-S-32")
+    identity_run(tmp_path / "b", 2, 60.0, backbone="toyclip")
+    s = summarize(tmp_path)
+    rows = [r for r in s.rows["base2new"] if r.dataset == "ToyTinted"]
+    assert sorted((r.backbone, r.cells["base"].mean, r.cells["base"].n) for r in rows) == [
+        ("random:ViT-S-32", 80.0, 1), ("toyclip", 60.0, 1)]
+    assert sorted(r.label for r in rows) == ["CoOp (random:ViT-S-32)", "CoOp (toyclip)"]
+    assert any("runs differ in backbone" in w and "not averaged as seeds" in w for w in s.warnings)
+    table = results.report(s, "markdown")
+    assert table.splitlines()[2].replace(" ", "").endswith("|Seeds|Backbone|")
+    assert any(line.startswith("| ToyTinted") and "random:ViT-S-32 |" in line for line in table.splitlines())
+
+
+def test_runs_differing_in_a_setting_get_their_own_rows_naming_it(tmp_path):
+    identity_run(tmp_path / "a", 1, 80.0, lr=0.05)
+    identity_run(tmp_path / "a", 2, 70.0, lr=0.05)  # the same run but for the seed (and OUTPUT_DIR): one row
+    identity_run(tmp_path / "b", 3, 50.0, lr=0.1)
+    s = summarize(tmp_path)
+    rows = {r.label: r for r in s.rows["base2new"]}
+    assert set(rows) == {"CoOp (OPTIM.LR=0.05)", "CoOp (OPTIM.LR=0.1)"}
+    assert rows["CoOp (OPTIM.LR=0.05)"].cells["base"].mean == 75.0
+    assert rows["CoOp (OPTIM.LR=0.05)"].cells["base"].seeds == (1, 2)
+    assert rows["CoOp (OPTIM.LR=0.1)"].cells["base"].seeds == (3,)
+    assert any("runs differ in OPTIM.LR;" in w for w in s.warnings)
+
+
+def test_runs_resumed_with_another_config_are_marked(tmp_path, capsys):
+    identity_run(tmp_path / "a", 1, 80.0)
+    changes = [{"resumed_after_epoch": 3, "changes": [["DATASET.NAME", "ToyTinted", "ToyShapes"]]}]
+    identity_run(tmp_path / "b", 2, 40.0, dataset="ToyShapes", changes=changes)
+    s = summarize(tmp_path)
+    shapes = next(r for r in s.rows["base2new"] if r.dataset == "ToyShapes")
+    assert shapes.label == "CoOp [config changed on resume]"
+    assert any("--allow-config-change" in w and "DATASET.NAME: 'ToyTinted' -> 'ToyShapes' (after epoch 3)" in w
+               for w in s.warnings)
+    assert results.main([str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "CoOp [config changed on resume]" in captured.out and "config changed on resume" in captured.err
+    csv_rows = list(csv.DictReader(io.StringIO(results.report(s, "csv"))))
+    assert [r["config_changes"] for r in csv_rows if r["dataset"] == "ToyShapes"] == [
+        "DATASET.NAME: 'ToyTinted' -> 'ToyShapes' (after epoch 3)"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tools import sweep
-from tools.protocols import REPO_ROOT, Run, Settings
+from tools.protocols import REPO_ROOT, Run, Settings, settings_from_env, variant_folder
 from tools.sweep import Grid, Outcome, SlurmOptions, SweepError
 
 # A stand-in for train.py: writes results.json (accuracy = argv[2]) unless the file named by argv[3] exists; with a
@@ -90,7 +90,7 @@ def test_yaml_grid_with_several_blocks(tmp_path):
     phases = ("train_base", "test_new")
     assert [r.run_id for r in runs] == [
         f"base2new/{phase}/dtd/shots_16/CoOp/vit_b16_ctxv1/seed{s}" for s in (1, 2) for phase in phases
-    ] + ["fewshot/dtd/CoOp/vit_b16_4shots/seed0"]
+    ] + [f"{variant_folder(None, ('OPTIM.MAX_EPOCH', '3'))}/fewshot/dtd/CoOp/vit_b16_4shots/seed0"]
     assert runs[-1].argv[-2:] == ("OPTIM.MAX_EPOCH", "3") and "OPTIM.MAX_EPOCH" not in runs[0].argv
 
 
@@ -114,10 +114,22 @@ def test_cli_errors_are_one_line(cli, capsys, monkeypatch):
 
 # ---- skip and resume ----
 
+def finish_as_train_would(run: Run, config: dict = None) -> None:
+    """A results.json recording the run's resolved config, as train.py writes it (``config`` replaces it)."""
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    record = {"metrics": {"accuracy": 50.0}, "config": config or sweep.expected_config(run)}
+    (run.output_dir / "results.json").write_text(json.dumps(record))
+
+
+def grid_runs(tmp_path, *, backbone=None, opts=(), seeds=("1",)):
+    """The runs the ``cli`` fixture's sweep of CoOp base2new on dtd builds."""
+    settings = settings_from_env(configs_dir=str(tmp_path / "configs"), backbone=backbone, opts=tuple(opts))
+    return Grid("base2new", ["CoOp"], ["dtd"], seeds).runs(settings)
+
+
 def test_finished_runs_are_skipped_and_said_so(cli, tmp_path, capsys):
     done = tmp_path / "out/base2new/train_base/dtd/shots_16/CoOp/vit_b16_ctxv1/seed1"
-    done.mkdir(parents=True)
-    (done / "results.json").write_text("{}")
+    finish_as_train_would(next(r for r in grid_runs(tmp_path) if r.output_dir == done))
     partial = tmp_path / "out/base2new/train_base/dtd/shots_16/CoOp/vit_b16_ctxv1/seed2"
     partial.mkdir(parents=True)  # started but unfinished: run again (train.py resumes it)
     assert cli("--protocol", "base2new", "--trainers", "CoOp", "--datasets", "dtd", "--seeds", "1", "2",
@@ -127,6 +139,36 @@ def test_finished_runs_are_skipped_and_said_so(cli, tmp_path, capsys):
     commands = [line for line in out.splitlines() if "train.py" in line]
     assert len(commands) == 3
     assert any(str(partial) in c for c in commands)
+
+
+def test_backbone_and_opts_runs_never_reuse_the_default_runs(cli, tmp_path, capsys):
+    for run in grid_runs(tmp_path):
+        finish_as_train_would(run)
+    args = ("--protocol", "base2new", "--trainers", "CoOp", "--datasets", "dtd", "--seeds", "1")
+    assert cli(*args, "--dry-run") == 0
+    assert capsys.readouterr().out.count("# skip (finished)") == 2  # the default runs are reused as they are
+    for extra in (("--backbone", "random:ViT-S-32"), ("--opts", "OPTIM.MAX_EPOCH", "3")):
+        assert cli(*args, "--dry-run", *extra) == 0
+        out = capsys.readouterr().out
+        commands = [line for line in out.splitlines() if "train.py" in line]
+        assert len(commands) == 2 and "skip (finished)" not in out
+        assert all(f"{tmp_path}/out/variants/" in c and " ".join(extra[1:]) in c for c in commands)
+
+
+def test_a_finished_run_of_another_config_refuses_the_sweep_with_the_diff(cli, tmp_path, capsys):
+    train_run, test_run = grid_runs(tmp_path)
+    finish_as_train_would(test_run)
+    other = sweep.expected_config(train_run)
+    other["OPTIM"]["MAX_EPOCH"] = 7  # e.g. the YAML was edited after this run finished
+    finish_as_train_would(train_run, other)
+    assert cli("--protocol", "base2new", "--trainers", "CoOp", "--datasets", "dtd", "--seeds", "1") == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: 1 finished run(s) under ") and "are not the runs this sweep asks for" in err[0]
+    assert err[1:] == [f"{train_run.run_id}:", "  OPTIM.MAX_EPOCH: 7 -> 200"]
+    assert json.loads((train_run.output_dir / "results.json").read_text())["config"] == other  # nothing touched
+    (train_run.output_dir / "results.json").write_text('{"metrics": {"accuracy": 1.0}}')  # no config to check
+    assert cli("--protocol", "base2new", "--trainers", "CoOp", "--datasets", "dtd", "--seeds", "1") == 2
+    assert "results.json records no config" in capsys.readouterr().err
 
 
 def test_only_selects_a_run(cli, capsys):
@@ -430,7 +472,7 @@ def test_local_runner_executes_real_toy_runs(tmp_path):
                        "--seeds", "1", "--config", "toy", "--root", str(tmp_path / "data"),
                        "--output", str(tmp_path / "out"), "--jobs", "2", "--opts", "OPTIM.MAX_EPOCH", "1"])
     assert code == 0
-    out = tmp_path / "out/base2new"
+    out = tmp_path / "out" / variant_folder(None, ("OPTIM.MAX_EPOCH", "1")) / "base2new"
     train = out / "train_base/toy_shapes/shots_16/CoOp/toy/seed1"
     new = out / "test_new/toy_shapes/shots_16/CoOp/toy/seed1"
     for run_dir in (train, new, out / "test_base/toy_shapes/shots_16/ZeroshotCLIP/toy/seed1",
@@ -500,3 +542,56 @@ def test_demo_refuses_to_reuse_runs_made_from_other_inputs(tmp_path):
     (out / demo.INPUTS_FILE).unlink()  # outputs of a demo that did not record its inputs
     with pytest.raises(demo.DemoError, match="CoOp"):
         demo.check_inputs(out, runs, prints)
+
+
+# ---- overall progress with ETA ----
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_line_eta_is_mean_duration_times_runs_left_over_parallel_slots():
+    clock = FakeClock()
+    progress = sweep.Progress(total=5, jobs=2, clock=clock)
+    assert progress.line() == "progress: 0/5 runs finished, 0s elapsed; ETA after the first run finishes"
+    progress.started("a"), progress.started("b")
+    clock.now += 30
+    assert progress.finished("a") == 30
+    progress.count("done")
+    # mean 30 s x 4 runs left / 2 slots = 60 s
+    assert progress.line(running=1) == ("progress: 1/5 runs finished (1 done), 1 running, 30s elapsed; ETA 1m00s "
+                                        "(mean 30s per run x 4 left / 2 parallel)")
+    progress.started("c")
+    clock.now += 60
+    progress.finished("b")  # 90 s
+    progress.count("failed")
+    progress.count("blocked")  # never started: not part of the mean
+    # mean (30 + 90) / 2 = 60 s x 2 left / 2 = 60 s
+    assert progress.line(running=1).endswith("1 running, 1m30s elapsed; ETA 1m00s (mean 1m00s per run x 2 left / "
+                                             "2 parallel)")
+    assert "(1 done, 1 failed, 1 blocked)" in progress.line()
+    progress.started("d")
+    clock.now += 3600
+    progress.finished("c")
+    progress.count("done")
+    # mean (30 + 90 + 3660) / 3 = 1260 s x 1 left / min(2 slots, 1 left) = 21m00s
+    assert progress.line(running=1).endswith("1h01m elapsed; ETA 21m00s (mean 21m00s per run x 1 left / 1 parallel)")
+    clock.now += 5
+    progress.finished("d")
+    progress.count("done")
+    assert progress.line() == "progress: 5/5 runs finished (3 done, 1 failed, 1 blocked), 1h01m elapsed"
+
+
+def test_local_queue_prints_a_progress_line_after_each_run(tmp_path):
+    runs = [*pair(tmp_path, "a"), *pair(tmp_path, "b")]
+    messages = []
+    sweep.run_local(runs, [{"CUDA_VISIBLE_DEVICES": ""}] * 2, say=messages.append, poll_s=0.05, runner="process")
+    finished = [i for i, m in enumerate(messages) if m.startswith("[")]
+    assert len(finished) == 4 and all(messages[i + 1].startswith("progress: ") for i in finished)
+    assert messages[finished[0] + 1].startswith("progress: 1/4 runs finished (1 done)") and "ETA " in \
+        messages[finished[0] + 1]
+    assert messages[-1].startswith("progress: 4/4 runs finished (4 done)") and "ETA" not in messages[-1]

@@ -36,6 +36,13 @@ def test_train_then_eval_only_on_new_classes(tmp_path, capsys):
     assert "already holds finished results" in capsys.readouterr().out
     assert os.path.getmtime(os.path.join(base, "results.json")) == mtime
 
+    # A finished run of another config is not taken for this one: refused with the differing keys.
+    assert train.main(_argv(root, base, "DATASET.SUBSAMPLE_CLASSES", "base", "OPTIM.MOMENTUM", "0.5")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "holds the finished results of another run" in err
+    assert "  OPTIM.MOMENTUM: 0.9 -> 0.5" in err.splitlines()
+    assert os.path.getmtime(os.path.join(base, "results.json")) == mtime
+
     # A results.json cut short is not "finished": it is moved aside (kept) and the run resumes and finishes.
     good = json.load(open(os.path.join(base, "results.json")))
     with open(os.path.join(base, "results.json"), "w") as f:
@@ -51,6 +58,11 @@ def test_train_then_eval_only_on_new_classes(tmp_path, capsys):
     assert train.main(argv) == 0
     res = json.load(open(os.path.join(new, "results.json")))
     assert res["eval_only"] and res["model_dir"] == base and res["subsample_classes"] == "new"
+    # an evaluation of another model is another run, although its config is the same
+    other = str(tmp_path / "other_model")
+    assert train.main(_argv(root, new, "--eval-only", "--model-dir", other, "--load-epoch", "1",
+                            "DATASET.SUBSAMPLE_CLASSES", "new")) == 2
+    assert f"  --model-dir: {base!r} -> {other!r}" in capsys.readouterr().err.splitlines()
 
 
 def test_unknown_config_key_exits_with_a_message(tmp_path, capsys):

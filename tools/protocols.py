@@ -18,6 +18,8 @@ Output layout under the output root (``$OUTPUT``, default ``output/``), followin
   cross-dataset transfer (CoCoOp's ``xd_train.sh``/``xd_test.sh`` pair serves both), so its source run is the one
   under ``xd/train/imagenet`` and is trained once.
 * ``zeroshot/DATASET/TRAINER/CFG/seedS``: zero-shot CLIP on all classes.
+* ``variants/<setting>-<digest>/...``: the same layout for runs that a sweep's ``--backbone`` or ``--opts`` change
+  (:func:`variant_folder`), so that they never share a folder with the runs of the protocol's own configs.
 
 Zero-shot methods on non-random weights cannot depend on the seed: :func:`expand` builds their runs for the first
 requested seed only (:mod:`tools.seed_free`).
@@ -26,6 +28,8 @@ A run is finished when its output directory holds a ``results.json`` that parses
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shlex
@@ -254,9 +258,29 @@ class Run:
         return cls(**d)
 
 
+VARIANTS_DIR = "variants"
+
+
+def variant_folder(backbone: Optional[str], opts: Sequence[str]) -> str:
+    """The folder, relative to the output root, of runs whose configs a sweep changes with ``--backbone`` or
+    ``--opts``: ``""`` when it changes nothing (the protocol's own layout), else
+    ``variants/<readable setting>-<8 hex digits>``. The digest covers the exact backbone and opts, so two different
+    settings never share a folder; the readable part (sanitised, cut at 80 characters) is for people.
+    """
+    if not backbone and not opts:
+        return ""
+    parts = ([f"backbone={backbone}"] if backbone else []) + [f"{k}={v}" for k, v in zip(opts[0::2], opts[1::2])]
+    readable = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", ",".join(parts))[:80]
+    digest = hashlib.sha256(json.dumps([backbone or "", [str(o) for o in opts]]).encode()).hexdigest()[:8]
+    return f"{VARIANTS_DIR}/{readable}-{digest}"
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Where data, outputs and configs live, and what every run shares (backbone, trailing opts)."""
+    """Where data, outputs and configs live, and what every run shares (backbone, trailing opts).
+
+    ``variant`` is a folder under the output root that holds every run (``""``: the output root itself);
+    ``tools.sweep`` sets it to :func:`variant_folder` of its backbone and opts."""
 
     data_root: Path
     output_root: Path
@@ -264,6 +288,7 @@ class Settings:
     configs_dir: Path = CONFIGS_DIR
     backbone: Optional[str] = None
     opts: Tuple[str, ...] = field(default_factory=tuple)
+    variant: str = ""
 
     def __post_init__(self):
         if len(self.opts) % 2:
@@ -368,6 +393,7 @@ class _Builder:
             eval_only: bool = False) -> Run:
         config = self.config(dataset) if load_from is None else load_from.config
         cfg_file = trainer_config(self.method, config, self.s)
+        rel = f"{self.s.variant}/{rel}" if self.s.variant else rel
         out = self.s.output_root / rel
         argv = [self.s.python, "train.py", "--root", str(self.s.data_root), "--seed", str(self.seed),
                 "--trainer", self.method.trainer,

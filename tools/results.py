@@ -67,6 +67,27 @@ class Record:
     path: Path
     backbone: Optional[str] = None
     nan_metrics: Tuple[str, ...] = ()  # metrics of results.json that are NaN or infinite
+    settings: Optional[Tuple[Tuple[str, str], ...]] = None  # result-relevant config but the seed; None: not recorded
+    config_changes: Tuple[str, ...] = ()  # changes accepted on resume (--allow-config-change), as "KEY: a -> b"
+
+
+def run_settings(config: dict) -> Tuple[Tuple[str, str], ...]:
+    """A run's identity without its seed: its result-relevant config keys (``engine.config_fingerprint``) but
+    ``SEED``, as sorted ``(key, JSON value)`` pairs."""
+    from engine.config_fingerprint import relevant_config
+
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in relevant_config(config).items() if k != "SEED"))
+
+
+def changes_text(config_changes) -> Tuple[str, ...]:
+    """``results.json``'s ``config_changes`` as ``"KEY: old -> new (after epoch E)"`` lines."""
+    out = []
+    for entry in config_changes if isinstance(config_changes, list) else []:
+        if isinstance(entry, dict):
+            for change in entry.get("changes") or []:
+                key, old, new = (list(change) + [None, None, None])[:3]
+                out.append(f"{key}: {old!r} -> {new!r} (after epoch {entry.get('resumed_after_epoch')})")
+    return tuple(out)
 
 
 def log_accuracy(log: Path) -> Optional[float]:
@@ -137,7 +158,9 @@ def read_run(run_dir: Path, configs_dir: Path = CONFIGS_DIR) -> Optional[Record]
                       dataset=str(res.get("dataset") or (dataset_name(stem, configs_dir) if stem else "?")),
                       shots=layout["shots"] if "shots" in layout else res.get("num_shots"), seed=seed,
                       accuracy=accuracy, path=run_dir, backbone=res.get("backbone"),
-                      nan_metrics=non_finite(res["metrics"]))
+                      nan_metrics=non_finite(res["metrics"]),
+                      settings=run_settings(res["config"]) if isinstance(res.get("config"), dict) else None,
+                      config_changes=changes_text(res.get("config_changes")))
     if log.is_file():
         if not layout:
             warnings.warn(f"{log}: no results.json and the directory layout is not one of tools.protocols'; skipped.")
@@ -232,14 +255,48 @@ class Row:
     seed_free: bool = False  # a zero-shot run executed once (tools/seed_free.py)
     label: str = ""
     reported: Dict[str, dict] = field(default_factory=dict)
+    variant: tuple = (None, None, ())  # (backbone, distinguishing settings, config changes): see Summary
 
     @property
     def method(self) -> tuple:
-        return (self.trainer, self.family) if self.protocol == "fewshot" else (self.trainer, self.family, self.shots)
+        base = (self.trainer, self.family) if self.protocol == "fewshot" else (self.trainer, self.family, self.shots)
+        return (*base, self.variant)
+
+    @property
+    def config_changes(self) -> Tuple[str, ...]:
+        return self.variant[2]
 
     @property
     def is_average(self) -> bool:
         return self.dataset == AVERAGE
+
+
+CHANGED_MARK = "[config changed on resume]"
+
+
+def _differences(variants: Sequence[tuple]) -> List[str]:
+    """What distinguishes runs of these variants: backbone, config keys, recorded config, config changes."""
+    out = ["backbone"] if len({v[0] for v in variants}) > 1 else []
+    recorded = [dict(v[1]) for v in variants if v[1] is not None]
+    if len(recorded) < len(variants) and recorded:
+        out.append("recorded config (some results.json hold none)")
+    keys = sorted({k for d in recorded for k in d if len({e.get(k) for e in recorded}) > 1})
+    out += [k for k in keys if k != "MODEL.BACKBONE.NAME" or "backbone" not in out]
+    if len({v[2] for v in variants}) > 1:
+        out.append("config changes on resume")
+    return out
+
+
+def _setting_text(variant: tuple, variants: set) -> List[str]:
+    """``KEY=value`` for each config key (but the backbone) whose value differs between ``variants``."""
+    if len(variants) < 2:
+        return []
+    if variant[1] is None:
+        return ["config not recorded"] if any(v[1] is not None for v in variants) else []
+    recorded = [dict(v[1]) for v in variants if v[1] is not None]
+    mine = dict(variant[1])
+    return [f"{k}={json.loads(mine[k]) if mine.get(k) is not None else '-'}" for k in sorted(mine)
+            if k != "MODEL.BACKBONE.NAME" and len({d.get(k) for d in recorded}) > 1]
 
 
 def _dataset_order(name: str) -> tuple:
@@ -250,20 +307,51 @@ def _mean_cell(cells: Sequence[Cell]) -> Cell:
     return Cell(float(np.mean([c.mean for c in cells])))
 
 
+def _nominal(rec: Record) -> tuple:
+    """Where a run sits in the tables: protocol, trainer, config family, dataset, shots, role."""
+    return rec.protocol, rec.trainer, config_family(rec.config), rec.dataset, rec.shots, rec.role
+
+
+def distinguishing_keys(records: Sequence[Record]) -> List[str]:
+    """Config keys whose values differ between runs at the same place in the tables (the seed aside)."""
+    by_place: Dict[tuple, List[dict]] = {}
+    for rec in records:
+        if rec.settings is not None:
+            by_place.setdefault(_nominal(rec), []).append(dict(rec.settings))
+    keys = set()
+    for settings in by_place.values():
+        for key in set().union(*settings):
+            if len({d.get(key) for d in settings}) > 1:
+                keys.add(key)
+    return sorted(keys)
+
+
 class Summary:
-    """Rows of every protocol, and the warnings found while building them."""
+    """Rows of every protocol, and the warnings found while building them.
+
+    Runs are averaged as seeds only when they are the same run but for the seed: same place in the tables, same
+    backbone, same result-relevant config (``engine.config_fingerprint``; the keys of :func:`distinguishing_keys`)
+    and the same config changes on resume. Runs that differ in anything else get rows of their own, labelled with
+    what distinguishes them, and a warning names the keys."""
 
     def __init__(self, records: Sequence[Record]):
         self.warnings: List[str] = [w for w in (nan_warning(records),) if w]
         self.rows: Dict[str, List[Row]] = {}
+        self.distinguishing = distinguishing_keys(records)
         groups: Dict[tuple, Dict[int, Record]] = {}
         for rec in records:
-            key = (rec.protocol, rec.trainer, config_family(rec.config), rec.dataset, rec.shots, rec.role)
+            key = (*_nominal(rec), self._variant(rec))
             seeds = groups.setdefault(key, {})
             if rec.seed in seeds:
                 self.warnings.append(f"two results for seed {rec.seed} of {key[:5]}: {seeds[rec.seed].path} and "
                                      f"{rec.path}; using the second.")
             seeds[rec.seed] = rec
+        self._warn_split(groups)
+        changed = [r for r in records if r.config_changes]
+        if changed:
+            self.warnings.append(f"{len(changed)} run(s) were resumed with another config (--allow-config-change) "
+                                 f"and are marked [config changed on resume]: " + "; ".join(
+                                     f"{r.path} ({', '.join(r.config_changes)})" for r in changed))
         self._expected = {p: sorted({r.seed for r in records if r.protocol == p and r.seed is not None})
                           for p in {r.protocol for r in records}}
         for key, by_seed in sorted(groups.items(), key=lambda kv: str(kv[0])):
@@ -273,31 +361,50 @@ class Summary:
         for rows in self.rows.values():
             self._label(rows)
 
+    def _variant(self, rec: Record) -> tuple:
+        settings = None if rec.settings is None else tuple((k, dict(rec.settings).get(k)) for k in self.distinguishing)
+        return rec.backbone, settings, rec.config_changes
+
+    def _warn_split(self, groups: Dict[tuple, Dict[int, Record]]) -> None:
+        """One warning per place in the tables whose runs differ in more than the seed."""
+        by_place: Dict[tuple, List[tuple]] = {}
+        for key in groups:
+            by_place.setdefault(key[:6], []).append(key[6])
+        self._variants_at = by_place
+        for (protocol, trainer, family, dataset, shots, role), variants in sorted(by_place.items(), key=str):
+            if len(variants) > 1:
+                self.warnings.append(f"{protocol} {trainer} ({family}, {shots} shots) {dataset} {role}: runs differ "
+                                     f"in {', '.join(_differences(variants))}; they are separate rows, not averaged "
+                                     f"as seeds.")
+
     def _check_seeds(self, key: tuple, by_seed: Dict[int, Record]) -> None:
         if _seed_free(by_seed.values()):
             return  # run once by design (tools/seed_free.py)
         missing = [s for s in self._expected[key[0]] if s not in by_seed]
         if missing:
-            protocol, trainer, family, dataset, shots, role = key
+            protocol, trainer, family, dataset, shots, role, variant = key
+            variants = set(self._variants_at[key[:6]])
+            which = [str(variant[0] or "backbone not recorded")] if len({v[0] for v in variants}) > 1 else []
+            which += _setting_text(variant, variants) + ([CHANGED_MARK] if variant[2] else [])
             self.warnings.append(
-                f"{protocol} {trainer} ({family}, {shots} shots) {dataset} {role}: missing seed(s) "
+                f"{protocol} {trainer} ({family}, {shots} shots{''.join(f', {w}' for w in which)}) {dataset} {role}: "
+                f"missing seed(s) "
                 f"{', '.join(map(str, missing))} (have {', '.join(str(s) for s in sorted(by_seed))}).")
 
     def _build(self, protocol: str, groups: Dict[tuple, Dict[int, Record]]) -> List[Row]:
         rows: Dict[tuple, Row] = {}
-        for (p, trainer, family, dataset, shots, role), by_seed in groups.items():
+        for (p, trainer, family, dataset, shots, role, variant), by_seed in groups.items():
             if p != protocol and not (protocol == "dg" and p == "xd" and dataset == dataset_name(XD_SOURCE)):
                 continue
-            row = rows.setdefault((trainer, family, dataset, shots),
-                                  Row(protocol, trainer, family, dataset, shots, {}))
+            row = rows.setdefault((trainer, family, dataset, shots, variant),
+                                  Row(protocol, trainer, family, dataset, shots, {}, backbone=variant[0],
+                                      variant=variant))
             row.cells[role] = over_seeds({s: r.accuracy for s, r in by_seed.items()})
             row.configs = tuple(sorted(set(row.configs) | {r.config for r in by_seed.values()}))
-            backbones = {r.backbone for r in by_seed.values() if r.backbone}
-            row.backbone = backbones.pop() if len(backbones) == 1 else row.backbone
             row.seed_free = _seed_free(by_seed.values())
         if protocol == "dg":  # the source column comes from the xd source runs of the methods evaluated on dg
-            dg_methods = {(r.trainer, r.family, r.shots) for r in rows.values() if r.dataset != dataset_name(XD_SOURCE)}
-            rows = {k: r for k, r in rows.items() if (r.trainer, r.family, r.shots) in dg_methods}
+            dg_methods = {(r.method, r.shots) for r in rows.values() if r.dataset != dataset_name(XD_SOURCE)}
+            rows = {k: r for k, r in rows.items() if (r.method, r.shots) in dg_methods}
         out = sorted(rows.values(), key=lambda r: (_dataset_order(r.dataset), str(r.method)))
         if protocol == "base2new":
             for row in out:
@@ -320,10 +427,10 @@ class Summary:
         by_method: Dict[tuple, List[Row]] = {}
         for row in rows:
             if row.dataset not in excluded:
-                by_method.setdefault((row.trainer, row.family, row.shots), []).append(row)
+                by_method.setdefault((row.trainer, row.family, row.shots, row.variant), []).append(row)
         averages = []
         all_datasets = {r.dataset for r in rows if r.dataset not in excluded}
-        for (trainer, family, shots), group in by_method.items():
+        for (trainer, family, shots, variant), group in by_method.items():
             if protocol == "base2new":
                 complete = [r for r in group if "hm" in r.cells]
                 if not complete:
@@ -339,19 +446,25 @@ class Summary:
                                      f"{len(complete)} of {len(all_datasets)} datasets.")
             averages.append(Row(protocol, trainer, family, AVERAGE, shots, cells,
                                 tuple(sorted({c for r in complete for c in r.configs})),
-                                group[0].backbone, n_datasets=len(complete)))
+                                group[0].backbone, n_datasets=len(complete), variant=variant))
         return sorted(averages, key=lambda r: str(r.method))
 
     @staticmethod
     def _label(rows: List[Row]) -> None:
-        """Method labels: the trainer name, plus the config family / shots where a trainer has several."""
+        """Method labels: the trainer name, plus the config family / shots / backbone / differing settings where a
+        trainer has several, and ``[config changed on resume]`` on runs resumed with another config."""
         methods = {r.method for r in rows}
         for row in rows:
             same_trainer = {m for m in methods if m[0] == row.trainer}
             families = {m[1] for m in same_trainer}
             shots = {m[2] for m in same_trainer} if row.protocol != "fewshot" else set()
+            variants = {m[-1] for m in same_trainer}
             extra = ([row.family] if len(families) > 1 else []) + ([f"{row.shots} shots"] if len(shots) > 1 else [])
-            row.label = row.trainer + (f" ({', '.join(extra)})" if extra else "")
+            if len({v[0] for v in variants}) > 1:
+                extra.append(str(row.backbone or "backbone not recorded"))
+            extra += _setting_text(row.variant, variants)
+            row.label = (row.trainer + (f" ({', '.join(extra)})" if extra else "")
+                         + (f" {CHANGED_MARK}" if row.config_changes else ""))
 
     def expected_seeds(self, protocol: str) -> List[int]:
         return self._expected.get(protocol, [])
@@ -421,6 +534,10 @@ def fmt(cell: Optional[Cell]) -> str:
     return f"{cell.mean:.2f} ± {cell.std:.2f}" if cell.std is not None and cell.n > 1 else f"{cell.mean:.2f}"
 
 
+def _backbone_text(row: Row) -> str:
+    return str(row.backbone) if row.backbone else "-"
+
+
 def _seeds_text(row: Row, expected: Sequence[int]) -> str:
     if row.is_average:
         return f"{row.n_datasets} datasets"
@@ -471,11 +588,11 @@ def _long_table(summary: Summary, protocol: str, metrics: Sequence[str], headers
         name = "Average" if row.is_average else row.dataset
         lead = [name, row.label] + ([str(row.shots)] if with_shots else [])
         seeds = _seeds_text(row, summary.expected_seeds(protocol))
-        out.append([*lead, *(fmt(row.cells.get(m)) for m in metrics), seeds])
+        out.append([*lead, *(fmt(row.cells.get(m)) for m in metrics), seeds, _backbone_text(row)])
         if compare:
             out += _compare_rows(["", " " * len(row.label)] + ([""] if with_shots else []),
                                  [(row, m) for m in metrics], notes, len(out[-1]))
-    heads = ["Dataset", "Method"] + (["Shots"] if with_shots else []) + list(headers) + ["Seeds"]
+    heads = ["Dataset", "Method"] + (["Shots"] if with_shots else []) + list(headers) + ["Seeds", "Backbone"]
     return Table(title, heads, out, notes.lines())
 
 
@@ -494,11 +611,12 @@ def _wide_table(summary: Summary, protocol: str, compare: bool) -> Table:
             present = [m for m in members if m]
             have, expected = min(m.cells["acc"].n for m in present), len(summary.expected_seeds(protocol))
             seeds = "" if dataset == AVERAGE else (f"{have}/{expected}" if have < expected else str(have))
-            out.append([*lead, *(fmt(m.cells["acc"]) if m else "-" for m in members), seeds])
+            out.append([*lead, *(fmt(m.cells["acc"]) if m else "-" for m in members), seeds,
+                        _backbone_text(present[0])])
             if compare:
                 cells = [(m or Row(protocol, "", "", dataset, k, {}), "acc") for m, k in zip(members, shots)]
                 out += _compare_rows(["", " " * len(label)], cells, notes, len(out[-1]))
-        heads = ["Dataset", "Method", *(f"{k} shots" for k in shots), "Seeds"]
+        heads = ["Dataset", "Method", *(f"{k} shots" for k in shots), "Seeds", "Backbone"]
         title = "Few-shot classification: accuracy (%) on all classes, mean ± std over seeds"
         return Table(title, heads, out, notes.lines())
     targets = [dataset_name(t) for t in (XD_TARGETS if protocol == "xd" else DG_TARGETS)]
@@ -511,12 +629,13 @@ def _wide_table(summary: Summary, protocol: str, compare: bool) -> Table:
         have = min((m.cells["acc"].n for m in members if m and not m.is_average), default=0)
         expected = len(summary.expected_seeds(protocol))
         out.append([label, *(fmt(m.cells["acc"]) if m else "-" for m in members),
-                    f"{have}/{expected}" if have < expected else str(have)])
+                    f"{have}/{expected}" if have < expected else str(have),
+                    _backbone_text(next(m for m in members if m))])
         if compare:
             cells = [(m or Row(protocol, "", "", c, None, {}), "acc") for m, c in zip(members, columns)]
             out += _compare_rows([" " * len(label)], cells, notes, len(out[-1]))
     heads = ["Method", *(f"{c} (source)" if c == dataset_name(XD_SOURCE) else
-                         ("Average" if c == AVERAGE else c) for c in columns), "Seeds"]
+                         ("Average" if c == AVERAGE else c) for c in columns), "Seeds", "Backbone"]
     what = "cross-dataset transfer" if protocol == "xd" else "domain generalisation"
     title = f"{what.capitalize()} from ImageNet: accuracy (%), mean ± std over seeds; Average over targets"
     return Table(title, heads, out, notes.lines())
@@ -560,11 +679,13 @@ CSV_METRICS = ("base", "new", "hm", "acc")
 
 def to_csv(summary: Summary, compare: bool = False) -> str:
     """One row per protocol/trainer/dataset (and shots): base, new, hm where they apply, else acc."""
-    heads = ["protocol", "trainer", "method", "configs", "dataset", "shots", "n_seeds", "seeds", "n_datasets"]
+    heads = ["protocol", "trainer", "method", "backbone", "configs", "dataset", "shots", "n_seeds", "seeds",
+             "n_datasets"]
     for m in CSV_METRICS:
         heads += [m] + ([f"{m}_std"] if m != "hm" else [])
         if compare:
             heads += [f"reported_{m}", f"diff_{m}"]
+    heads += ["config_changes"]
     if compare:
         heads += ["reported_source"]
     buf = io.StringIO()
@@ -573,7 +694,7 @@ def to_csv(summary: Summary, compare: bool = False) -> str:
     for protocol, rows in summary.rows.items():
         for row in rows:
             seeds = sorted(set().union(*(c.seeds for c in row.cells.values())))
-            line = [protocol, row.trainer, row.label, "+".join(row.configs), row.dataset,
+            line = [protocol, row.trainer, row.label, row.backbone or "", "+".join(row.configs), row.dataset,
                     "" if row.shots is None else row.shots, "" if row.is_average else len(seeds),
                     " ".join(map(str, seeds)), row.n_datasets if row.is_average else ""]
             for m in CSV_METRICS:
@@ -585,6 +706,7 @@ def to_csv(summary: Summary, compare: bool = False) -> str:
                     e = row.reported.get(m)
                     line += ["" if e is None else e["value"],
                              "" if e is None or c is None else f"{c.mean - e['value']:.4f}"]
+            line.append("; ".join(row.config_changes))
             if compare:
                 line.append(" | ".join(dict.fromkeys(f"{e['paper']} ({e['provenance']})"
                                                      for e in row.reported.values())))

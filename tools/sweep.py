@@ -1,9 +1,13 @@
 """Run a grid of experiments: ``python -m tools.sweep``.
 
 The grid (protocol x trainers x datasets x seeds x shots, from flags or a YAML file) is expanded by
-:func:`tools.protocols.expand` into the same runs the ``scripts/*.sh`` wrappers make. Finished runs (their output
-directory holds ``results.json``) are skipped; unfinished ones are started again and ``train.py`` resumes them from
-their last checkpoint.
+:func:`tools.protocols.expand` into the same runs the ``scripts/*.sh`` wrappers make. Unfinished runs are started
+again and ``train.py`` resumes them from their last checkpoint. A finished run (its ``results.json`` parses) is
+skipped only when it is the run asked for: its recorded result-relevant config equals the one this sweep builds
+(:func:`identity_diff`). Runs that ``--backbone`` or ``--opts`` change live under their own
+``variants/<setting>-<digest>/`` folder (:func:`tools.protocols.variant_folder`), so they never meet the protocol's
+own runs; a finished run of another config in the same folder (an edited YAML, a hand-made run) refuses the sweep
+before anything runs, with the differing keys.
 
 Launchers:
 
@@ -17,7 +21,10 @@ Launchers:
 A run counts as finished only when its ``results.json`` parses: a corrupt one is moved aside to
 ``results.json.corrupt-<time>`` (:mod:`tools.run_results`), the run is redone and the summary lists it.
 
-Each run's stdout and stderr go to ``<output_dir>/run.log``. Runs that fail (or are blocked by a failed dependency)
+Each run's stdout and stderr go to ``<output_dir>/run.log``; the console shows a line per started and finished run
+and an overall progress line with an ETA (:class:`Progress`). SIGTERM or SIGINT (Ctrl-C) stops every run and
+worker of a local sweep (no process is left behind) and exits with 128 + the signal number; the same command
+then resumes the stopped runs from their checkpoints. Runs that fail (or are blocked by a failed dependency)
 are listed at the end with their log and command, and recorded in ``$OUTPUT/sweep_failures.json`` so that
 ``--retry-failed`` re-runs them alone; ``--only RUN_ID`` selects single runs.
 
@@ -37,12 +44,15 @@ A grid YAML holds the same keys as the flags, one mapping or a list under ``swee
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +61,7 @@ from typing import Callable, Dict, List, Optional, Sequence, TextIO
 import yaml
 
 from tools.protocols import (PROTOCOLS, REPO_ROOT, ProtocolError, Run, Settings, expand, parse_seeds,
-                             parse_shots, settings_from_env)
+                             parse_shots, settings_from_env, variant_folder)
 from tools.run_results import RESULTS_FILE, is_corrupt, set_aside
 
 FAILURES_FILE = "sweep_failures.json"
@@ -60,6 +70,36 @@ GRID_KEYS = {"protocol", "trainers", "datasets", "seeds", "shots", "config", "op
 
 class SweepError(RuntimeError):
     """A sweep request that cannot be carried out; the message says what to do."""
+
+
+class SweepStopped(KeyboardInterrupt):
+    """The sweep received SIGTERM or SIGINT; raised in the main thread so that every run and worker is stopped."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """The first SIGTERM or SIGINT raises :class:`SweepStopped`; later ones are ignored while the runs are being
+    stopped (a second Ctrl-C must not cut the clean-up short and leave workers behind). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def handler(signum, frame):
+        if not received:
+            received.append(signum)
+            raise SweepStopped(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -78,8 +118,10 @@ class Grid:
     backbone: Optional[str] = None
 
     def runs(self, settings: Settings) -> List[Run]:
-        settings = dataclasses.replace(settings, opts=tuple(settings.opts) + tuple(str(o) for o in self.opts),
-                                       backbone=self.backbone or settings.backbone)
+        opts = tuple(settings.opts) + tuple(str(o) for o in self.opts)
+        backbone = self.backbone or settings.backbone
+        settings = dataclasses.replace(settings, opts=opts, backbone=backbone,
+                                       variant=variant_folder(backbone, opts))
         return expand(self.protocol, self.trainers, self.datasets, parse_seeds([str(s) for s in self.seeds]),
                       settings, parse_shots([str(k) for k in self.shots] if self.shots else None), self.config)
 
@@ -211,6 +253,64 @@ def _log_header(run: Run) -> str:
     return f"# {time.strftime('%Y-%m-%d %H:%M:%S')} tools.sweep: {run.command}\n"
 
 
+def duration_text(seconds: float) -> str:
+    """``42s``, ``4m10s``, ``2h05m``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class Progress:
+    """The overall progress line of a local sweep, with an ETA::
+
+        progress: 3/12 runs finished (2 done, 1 failed), 2 running, 1m40s elapsed; ETA 3m45s (mean 50s per run x 9
+        left / 2 parallel)
+
+    ETA = mean duration of the runs that finished so far (blocked runs never start and do not count) x runs left /
+    parallel slots (at most the runs left). ``clock`` gives seconds (``time.monotonic``; a fake in tests).
+    """
+
+    def __init__(self, total: int, jobs: int, clock: Callable[[], float] = time.monotonic):
+        self.total, self.jobs, self.clock = total, max(1, jobs), clock
+        self.t0 = clock()
+        self.durations: List[float] = []
+        self.counts: Dict[str, int] = {}
+        self._started: Dict[str, float] = {}
+
+    def started(self, run_id: str) -> float:
+        self._started[run_id] = now = self.clock()
+        return now
+
+    def finished(self, run_id: str) -> float:
+        """Record the end of a started run; returns its duration in seconds."""
+        seconds = self.clock() - self._started.pop(run_id)
+        self.durations.append(seconds)
+        return seconds
+
+    def count(self, status: str) -> None:
+        """Count a run's outcome (done, failed, blocked)."""
+        self.counts[status] = self.counts.get(status, 0) + 1
+
+    def line(self, running: int = 0) -> str:
+        finished = sum(self.counts.values())
+        head = f"progress: {finished}/{self.total} runs finished"
+        if self.counts:
+            head += " (" + ", ".join(f"{n} {k}" for k, n in self.counts.items()) + ")"
+        head += (f", {running} running" if running else "") + f", {duration_text(self.clock() - self.t0)} elapsed"
+        left = self.total - finished
+        if not left:
+            return head
+        if not self.durations:
+            return f"{head}; ETA after the first run finishes"
+        mean = sum(self.durations) / len(self.durations)
+        parallel = min(self.jobs, left)
+        return (f"{head}; ETA {duration_text(mean * left / parallel)} (mean {duration_text(mean)} per run x {left} "
+                f"left / {parallel} parallel)")
+
+
 def progress_line(count: int, total: int, outcome: Outcome) -> str:
     """``[ 3/12] done    RUN_ID (details)``; failed runs name their log."""
     detail = outcome.detail + (f"; log: {outcome.run.log_path}" if outcome.status == "failed" else "")
@@ -237,11 +337,19 @@ def local_slots(jobs: Optional[int]) -> List[Dict[str, str]]:
 
 
 def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callable[[str], None] = print,
-              poll_s: float = 0.2, runner: str = "warm") -> Dict[str, Outcome]:
+              poll_s: float = 0.2, runner: str = "warm", clock: Callable[[], float] = time.monotonic
+              ) -> Dict[str, Outcome]:
     """Execute ``runs`` (dependencies first) with at most ``len(slots)`` at a time; returns their outcomes.
 
     ``runner`` ``warm``: one long-lived worker per slot runs them in-process (:mod:`tools.warm_pool`); ``process``:
-    a new ``python train.py`` process per run."""
+    a new ``python train.py`` process per run. After each finished run, a :class:`Progress` line. SIGTERM or SIGINT
+    stops every running run and worker (their runs resume from their checkpoints) and raises :class:`SweepStopped`.
+    """
+    with stop_on_signals():
+        return _run_local(runs, slots, say, poll_s, runner, clock)
+
+
+def _run_local(runs, slots, say, poll_s, runner, clock) -> Dict[str, Outcome]:
     pool = None
     if runner == "warm":
         from tools.warm_pool import WarmPool
@@ -255,10 +363,13 @@ def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callabl
     free = list(range(len(slots)))
     running: Dict[int, tuple] = {}
     outcomes: Dict[str, Outcome] = {}
+    progress = Progress(total, len(slots), clock)
 
     def finish(outcome: Outcome) -> None:
         outcomes[outcome.run.run_id] = outcome
+        progress.count(outcome.status)
         say(progress_line(len(outcomes), total, outcome))
+        say(progress.line(running=len(running)))
 
     def blocker(run: Run) -> Optional[str]:
         for dep in run.depends_on:
@@ -271,14 +382,14 @@ def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callabl
 
     try:
         while pending or running:
-            for slot, (run, proc, started, log) in list(running.items()):
+            for slot, (run, proc, _, log) in list(running.items()):
                 rc = proc.poll()
                 if rc is None:
                     continue
                 log.close()
                 del running[slot]
                 free.append(slot)
-                seconds = time.time() - started
+                seconds = progress.finished(run.run_id)
                 if rc == 0 and run.finished:
                     finish(Outcome(run, "done", f"{seconds:.0f}s, {accuracy_of(run)}", seconds))
                 else:
@@ -302,7 +413,7 @@ def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callabl
                         env = {**os.environ, "PYTHONUNBUFFERED": "1", **slots[slot]}
                         proc = subprocess.Popen(run.argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                                 env=env)
-                    running[slot] = (run, proc, time.time(), log)
+                    running[slot] = (run, proc, progress.started(run.run_id), log)
                     where = slots[slot].get("CUDA_VISIBLE_DEVICES") or "cpu"
                     say(f"{'':>{2 * len(str(total)) + 3}} start   {run.run_id} (device {where})")
             if running:
@@ -313,12 +424,25 @@ def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callabl
                     finish(Outcome(run, "blocked", "its dependencies never became ready"))
     finally:
         for run, proc, _, log in running.values():
-            proc.terminate()
-            proc.wait()
+            stop_process(proc)
             log.close()
         if pool is not None:
             pool.close()
     return outcomes
+
+
+STOP_GRACE_S = 10.0  # seconds a stopped run gets after SIGTERM before SIGKILL
+
+
+def stop_process(proc, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM a run's process (``subprocess.Popen`` or a warm handle), SIGKILL it after ``grace_s``, and reap it.
+    ``train.py`` writes checkpoints atomically, so a stopped run resumes from its last complete epoch."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def components(runs: Sequence[Run]) -> List[List[Run]]:
@@ -403,16 +527,91 @@ def _which(program: str) -> Optional[str]:
 # Driver
 # ---------------------------------------------------------------------------------------------------------------
 
+def _train_args(run: Run) -> Optional[argparse.Namespace]:
+    """``train.py``'s parsed arguments of the run (config files relative to the repository, where runs execute);
+    None for a command that is not ``train.py``."""
+    if len(run.argv) < 2 or os.path.basename(run.argv[1]) != "train.py":
+        return None
+    import train
+
+    args = train.build_parser().parse_args(list(run.argv[2:]))
+    for name in ("config_file", "dataset_config_file"):
+        value = getattr(args, name)
+        if value and not os.path.isabs(value):
+            setattr(args, name, str(REPO_ROOT / value))
+    return args
+
+
+def expected_config(run: Run) -> Optional[dict]:
+    """The resolved config ``train.py`` builds from the run's argv, as plain values; None for a command that is not
+    ``train.py``."""
+    args = _train_args(run)
+    if args is None:
+        return None
+    import train
+    from engine.config_fingerprint import config_dict
+    from engine.errors import user_error_types
+
+    try:
+        return config_dict(train.setup_cfg(args))
+    except user_error_types() as e:
+        raise SweepError(f"{run.run_id}: {e}") from None
+
+
+def identity_diff(run: Run) -> Optional[list]:
+    """How a finished run differs from the run asked for: its result-relevant config
+    (``engine.config_fingerprint.finished_run_diff``) and what an evaluation loads (``evaluation_diff``). ``[]``
+    when it is that run (or the command is not ``train.py``, which records no config), ``None`` when its
+    ``results.json`` records no config to check."""
+    from engine.config_fingerprint import evaluation_diff, finished_run_diff
+    from tools.run_results import read_results
+
+    expected = expected_config(run)
+    if expected is None:
+        return []
+    results = read_results(run.output_dir) or {}
+    diff = finished_run_diff(results, expected)
+    if diff is None:
+        return None
+    args = _train_args(run)
+    return diff + evaluation_diff(results, args.eval_only, args.model_dir, args.load_epoch)
+
+
+def foreign_runs_error(foreign: Sequence[tuple], output_root: Optional[Path] = None, limit: int = 5) -> SweepError:
+    """The refusal for finished runs that are not the runs asked for: one line, then each run's differences."""
+    from engine.config_fingerprint import format_diff
+
+    output_root = output_root or foreign[0][0].output_root
+    where = f" under {output_root}"
+    lines = [f"{len(foreign)} finished run(s){where} are not the runs this sweep asks for (their results.json "
+             f"records another config, or none); move those folders aside or choose another --output:"]
+    for run, diff in foreign[:limit]:
+        lines.append(f"{run.run_id}:")
+        lines.append(format_diff(diff, limit=6) if diff else "  results.json records no config")
+    if len(foreign) > limit:
+        lines.append(f"... and {len(foreign) - limit} more")
+    return SweepError("\n".join(lines))
+
+
 def plan(runs: Sequence[Run], say: Callable[[str], None] = print) -> List[Run]:
-    """The unfinished runs; says which finished ones are skipped and which are redone for a corrupt results.json."""
-    todo = []
+    """The unfinished runs; says which finished ones are skipped and which are redone for a corrupt results.json.
+
+    A finished run is reused only when it is the run asked for (:func:`identity_diff`); otherwise the sweep is
+    refused (:class:`SweepError`) before anything runs, listing the differences."""
+    todo, foreign = [], []
     for run in runs:
         if run.finished:
-            say(f"# skip (finished): {run.run_id}")
+            diff = identity_diff(run)
+            if diff or diff is None:
+                foreign.append((run, diff))
+            else:
+                say(f"# skip (finished): {run.run_id}")
         else:
             if is_corrupt(run.output_dir):
                 say(f"# redo (its {RESULTS_FILE} does not parse): {run.run_id}")
             todo.append(run)
+    if foreign:
+        raise foreign_runs_error(foreign)
     return todo
 
 
@@ -576,10 +775,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ProtocolError, SweepError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\nInterrupted. Finished runs are kept; the same command skips them and resumes the others.",
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"\nStopped by {signal.Signals(signum).name}: every run and worker of this sweep was stopped. Finished "
+              f"runs are kept; the same command skips them and resumes the others from their checkpoints.",
               file=sys.stderr)
-        return 130
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ executes run after run, each exactly as ``python train.py ARGS`` would:
   a warm run is the same computation as a fresh process (``tests/test_warm_pool.py`` compares them). A weights
   file that changes on disk (size or modification time) is loaded again;
 - a run that raises ends with exit status 1 (its traceback in ``run.log``); a worker that dies (a segfault, the
-  OOM killer) fails only its current run and is replaced by a fresh one before the slot's next run.
+  OOM killer) fails only its current run and is replaced by a fresh one before the slot's next run;
+- stopping: the sweep stops a worker with SIGTERM (SIGKILL after a grace period), which ends its run where it is
+  (the run resumes from its last checkpoint). Workers ignore SIGINT, so that a Ctrl-C reaches the sweep alone and
+  the sweep stops them; a worker whose sweep is gone (killed with SIGKILL, say) stops itself within a second.
 
 Slots are the same as the per-process runner's (``CUDA_VISIBLE_DEVICES`` and ``OMP_NUM_THREADS`` per slot), fixed
 for the life of a worker. ``python -m tools.sweep --runner process`` keeps the one-process-per-run runner.
@@ -28,7 +31,10 @@ import hashlib
 import importlib
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from typing import Callable, Dict, Optional, Sequence
 
@@ -155,8 +161,21 @@ def _resolve(target: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
+PARENT_POLL_S = 1.0
+
+
+def _exit_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> None:
+    """Terminate this process (SIGTERM, its default action) once its parent sweep is gone."""
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def worker_main(conn, env: Dict[str, str], target: str) -> None:
     """A worker's loop: receive ``(argv, log_path)``, answer the exit status; ``None`` stops it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     os.environ.update(env)
     os.chdir(REPO_ROOT)
     if str(REPO_ROOT) not in sys.path:
@@ -208,11 +227,15 @@ class _Worker:
     def alive(self) -> bool:
         return self.process.is_alive()
 
-    def stop(self, kill: bool = False) -> None:
+    def stop(self, kill: bool = False, grace_s: float = 10.0) -> None:
+        """Idle: ask it to exit. ``kill`` (or no answer in ``grace_s``): SIGTERM, then SIGKILL after ``grace_s``."""
         if self.process.is_alive() and not kill:
             with contextlib.suppress(OSError, BrokenPipeError):
                 self.conn.send(None)
-            self.process.join(timeout=10)
+            self.process.join(timeout=grace_s)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=grace_s)
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
@@ -246,9 +269,13 @@ class WarmHandle:
         return self.returncode
 
     def terminate(self) -> None:
+        """Stop the slot's worker, and so its run (SIGTERM, then SIGKILL); the slot's next run gets a new worker."""
         self.pool.replace(self.slot)
 
-    def wait(self) -> Optional[int]:
+    def kill(self) -> None:
+        self.terminate()
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
         return self.returncode
 
 
