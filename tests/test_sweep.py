@@ -544,6 +544,25 @@ def test_demo_refuses_to_reuse_runs_made_from_other_inputs(tmp_path):
         demo.check_inputs(out, runs, prints)
 
 
+def test_demo_with_other_seeds_reuses_the_runs_it_shares(tmp_path):
+    """Seeds and trainers are part of each run's config (checked by the sweep), not of the demo's inputs: a demo
+    over seeds 1-3 after one over seed 1 is no reason to refuse."""
+    from tools import demo
+    from tools.protocols import Settings, expand
+
+    weights = tmp_path / "toyclip.pt"
+    weights.write_bytes(b"weights v1")
+    out = tmp_path / "out"
+    settings = Settings(data_root=tmp_path / "data", output_root=out)
+    first = expand("base2new", ["CoOp"], ["toy_shapes"], [1], settings, config="toy")
+    demo.check_inputs(out, first, demo.input_fingerprints(first, weights))
+    for run in first:
+        run.output_dir.mkdir(parents=True)
+        (run.output_dir / "results.json").write_text("{}")
+    more = expand("base2new", ["CoOp"], ["toy_shapes"], [1, 2, 3], settings, config="toy")
+    demo.check_inputs(out, more, demo.input_fingerprints(more, weights))
+
+
 # ---- overall progress with ETA ----
 
 class FakeClock:

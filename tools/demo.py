@@ -73,8 +73,10 @@ def render_toy_dataset(stem: str, data_root: Path, configs_dir: Path = CONFIGS_D
 
 
 def input_fingerprints(runs: Sequence[Run], weights: Path) -> Dict[str, str]:
-    """Per trainer, the SHA-256 of what its demo results depend on: the toyclip weights, the config files its runs
-    read (``--config-file``, ``--dataset-config-file``) and their command-line options."""
+    """Per trainer, the SHA-256 of what its demo results depend on beyond the resolved config: the toyclip weights and
+    the config files its runs read (``--config-file``, ``--dataset-config-file``). The seeds and options of a run are
+    not part of it: they are in the run's config, which the sweep checks against the finished run's, so a demo with
+    other ``--seeds`` or ``--trainers`` reuses the finished runs it shares with an earlier one."""
     weights_digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else "missing"
     per_trainer: Dict[str, List[str]] = {}
     for run in runs:
@@ -85,8 +87,6 @@ def input_fingerprints(runs: Sequence[Run], weights: Path) -> Dict[str, str]:
                 path = Path(argv[i + 1])
                 path = path if path.is_absolute() else REPO_ROOT / path
                 parts.append(hashlib.sha256(path.read_bytes()).hexdigest())
-        opts_at = argv.index("--output-dir") + 2 if "--output-dir" in argv else len(argv)
-        parts.append(" ".join(a for a in argv[opts_at:] if not a.startswith("--")))
     return {t: hashlib.sha256("\n".join(sorted(set(p))).encode()).hexdigest() for t, p in per_trainer.items()}
 
 
@@ -152,6 +152,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (DemoError, ProtocolError, sweep.SweepError, results.ResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        return sweep.report_stop(e)
     if not summary.rows:
         print("No finished runs to tabulate.", file=sys.stderr)
         return 1

@@ -776,11 +776,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", signal.SIGINT)
-        print(f"\nStopped by {signal.Signals(signum).name}: every run and worker of this sweep was stopped. Finished "
-              f"runs are kept; the same command skips them and resumes the others from their checkpoints.",
-              file=sys.stderr)
-        return 128 + signum
+        return report_stop(e)
+
+
+def report_stop(e: KeyboardInterrupt) -> int:
+    """Say that a signal stopped the sweep (its runs stay resumable); the exit status is 128 + the signal number."""
+    signum = getattr(e, "signum", signal.SIGINT)
+    print(f"\nStopped by {signal.Signals(signum).name}: every run and worker of this sweep was stopped. Finished "
+          f"runs are kept; the same command skips them and resumes the others from their checkpoints.",
+          file=sys.stderr)
+    return 128 + signum
 
 
 if __name__ == "__main__":
