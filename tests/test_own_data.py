@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from clip.toyclip import create_toyclip
+from clip.toyclip import TOYCLIP_CONFIG, create_toyclip
 from datasets.show import main as show_main
 from engine.data.data_manager import read_image
 from tools import export, predict
@@ -420,3 +420,22 @@ def test_zero_shot_export(tmp_path):
         text = F.normalize(model.encode_text(tokenizer()([f"a photo of a {c}." for c in NEW_NAMES])), dim=-1)
     assert art["kind"] == "text_features" and torch.allclose(art["text_features"], text, atol=1e-6)
     assert art["logit_scale"] == pytest.approx(float(model.logit_scale.detach().exp()))
+
+
+def test_export_says_how_plain_open_clip_builds_each_backbone(tmp_path):
+    """Public names are built by name; toyclip, ``random:`` and ``ARCH:/local/file`` backbones carry the architecture
+    and image encoder; a checkpoint file gets the loader line that replaces the snippet's ``create_model...``."""
+    import open_clip
+
+    model, weights = create_toyclip(), tmp_path / "weights.pt"
+    weights.write_bytes(b"")
+    assert export.open_clip_recipe("ViT-B/16", model) == {"arch": "ViT-B-16", "pretrained": "openai"}
+    assert export.open_clip_recipe("ViT-B-32:laion2b_s34b_b79k", model) == {"arch": "ViT-B-32",
+                                                                           "pretrained": "laion2b_s34b_b79k"}
+    for name, config in [("toyclip", TOYCLIP_CONFIG), ("random:ViT-B-32", open_clip.get_model_config("ViT-B-32")),
+                         (f"ViT-B-32:{weights}", open_clip.get_model_config("ViT-B-32"))]:
+        recipe = export.open_clip_recipe(name, model)
+        assert recipe["model_cfg"] == config and recipe["visual"].keys() == model.visual.state_dict().keys()
+    assert export.open_clip_recipe(str(weights), model) is None
+    note = export.serving_note({"kind": "text_features", "open_clip": None, "backbone": str(weights)}, "x.pt")
+    assert f"open_clip.load_openai_model('{weights}')" in note
