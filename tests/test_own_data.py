@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from clip.toyclip import create_toyclip
+from clip.toyclip import TOYCLIP_CONFIG, create_toyclip
 from datasets.show import main as show_main
 from engine.data.data_manager import read_image
 from tools import export, predict
@@ -90,6 +90,10 @@ def test_image_list_dataset(tmp_path, capsys):
     assert os.path.isfile(tmp_path / "split_zhou_Folder.json") and root
 
 
+def flags(names):
+    return [arg for name in names for arg in ("--classname", name)]
+
+
 def predictions(argv, capsys):
     assert predict.main([*argv, "--no-progress"]) == 0
     return capsys.readouterr().out
@@ -116,7 +120,7 @@ def test_predict_with_new_class_names_matches_model_inference(run, capsys, tmp_p
     root, out = run
     names_file = tmp_path / "names.txt"
     names_file.write_text("\n".join(NEW_NAMES) + "\n\n")
-    lines = predictions(["--model-dir", out, "--classnames", str(names_file), "--topk", "3",
+    lines = predictions(["--model-dir", out, "--classnames-file", str(names_file), "--topk", "3",
                          os.path.join(root, "red_ball"), os.path.join(root, "gold", "[0-2].png")], capsys)
     records = [json.loads(line) for line in lines.splitlines()]
     paths = [r["path"] for r in records]
@@ -135,7 +139,7 @@ def test_predict_with_new_class_names_matches_model_inference(run, capsys, tmp_p
         assert [name for name, _ in record["topk"]] == [NEW_NAMES[i] for i in idx]
         assert np.allclose([p for _, p in record["topk"]], values.numpy(), atol=1e-6)
 
-    table = list(csv.reader(io.StringIO(predictions(["--model-dir", out, "--classnames", "cat", "dog",
+    table = list(csv.reader(io.StringIO(predictions(["--model-dir", out, "--classname", "cat", "--classname", "dog",
                                                      "--format", "csv", os.path.join(root, "blue_sky", "1.png")],
                                                     capsys))))
     assert table[0] == ["path", "class_1", "prob_1", "class_2", "prob_2"] and len(table) == 2
@@ -144,7 +148,8 @@ def test_predict_with_new_class_names_matches_model_inference(run, capsys, tmp_p
 
 def test_unreadable_input_is_reported_and_skipped(run, capsys):
     root, out = run
-    code = predict.main(["--model-dir", out, "--classnames", "a", "b", "--no-progress", os.path.join(root, "gold")])
+    code = predict.main(["--model-dir", out, "--classname", "a", "--classname", "b", "--no-progress",
+                         os.path.join(root, "gold")])
     captured = capsys.readouterr()
     assert code == 3 and "broken.jpg" in captured.err and len(captured.out.splitlines()) == 10
 
@@ -152,8 +157,8 @@ def test_unreadable_input_is_reported_and_skipped(run, capsys):
 def test_zero_shot_prediction(run, capsys):
     root, _ = run
     path = os.path.join(root, "green_leaf", "3.png")
-    record = json.loads(predictions(["--trainer", "ZeroshotCLIP", "--backbone", "toyclip", "--classnames",
-                                     *NEW_NAMES, "--topk", "5", path], capsys))
+    record = json.loads(predictions(["--trainer", "ZeroshotCLIP", "--backbone", "toyclip", *flags(NEW_NAMES),
+                                     "--topk", "5", path], capsys))
     model = create_toyclip()
     from clip.toyclip import image_transform, tokenizer
 
@@ -165,9 +170,11 @@ def test_zero_shot_prediction(run, capsys):
 
 
 def test_export_text_features_for_plain_open_clip(run, tmp_path):
+    import open_clip
+
     root, out = run
     target = str(tmp_path / "coop.pt")
-    assert export.main([out, "--out", target, "--classnames", *NEW_NAMES]) == 0
+    assert export.main([out, "--out", target, *flags(NEW_NAMES)]) == 0
     art = torch.load(target, weights_only=True)
     assert art["kind"] == "text_features" and art["classnames"] == NEW_NAMES and art["backbone"] == "toyclip"
 
@@ -180,17 +187,21 @@ def test_export_text_features_for_plain_open_clip(run, tmp_path):
         trainer.before_test()
         expected = trainer.model_inference(images)
     assert torch.allclose(logits, expected, rtol=0, atol=1e-5 * expected.abs().max().item())
-    assert art["visual_sha256"] == export.visual_sha256(trainer)
+    assert art["visual_sha256"] == export.weights_sha256(trainer.clip_model.model.visual)
+    model = open_clip.CLIP(**art["open_clip"]["model_cfg"])  # the carried image encoder is toyclip's
+    model.visual.load_state_dict(art["open_clip"]["visual"])
+    assert all(torch.equal(a, b) for a, b in zip(model.visual.state_dict().values(),
+                                                 create_toyclip().visual.state_dict().values()))
 
 
 def test_export_prompts_serves_tools_predict(run, capsys, tmp_path):
     root, out = run
     target = str(tmp_path / "coop_prompts.pt")
-    assert export.main([out, "--out", target, "--kind", "prompts", "--classnames", "x", "y"]) == 0
+    assert export.main([out, "--out", target, "--kind", "prompts", "--classname", "x", "--classname", "y"]) == 0
     art = torch.load(target, weights_only=True)
     assert art["kind"] == "prompts" and set(art["modules"]) == {"prompt_learner"} and "TRAINER" in art["config"]
     image = os.path.join(root, "red_ball", "2.png")
-    args = ["--classnames", *NEW_NAMES, "--topk", "5", image]
+    args = [*flags(NEW_NAMES), "--topk", "5", image]
     assert predictions(["--model-dir", target, *args], capsys) == predictions(["--model-dir", out, *args], capsys)
 
 
@@ -206,32 +217,175 @@ def test_export_refuses_features_for_image_conditioned_prompts(tmp_path):
     assert export.export(trainer)["kind"] == "prompts"
 
 
+def readme_snippet() -> str:
+    text = open(os.path.join(REPO, "README.md")).read().split("<!-- export-snippet -->")[1]
+    return text.split("```python\n")[1].split("```")[0]
+
+
+def trainer_probs(out, image_path):
+    trainer = load_run(out, NEW_NAMES)
+    with torch.no_grad():
+        trainer.before_test()
+        return trainer.model_inference(eval_transform(trainer)(read_image(image_path))[None]).softmax(-1)[0]
+
+
 def test_readme_export_snippet(run, tmp_path, monkeypatch, capsys):
-    """The README's open_clip snippet, run as written on an export of the toyclip run (``create_model_and_transforms``
-    returns toyclip, which has no open_clip name), gives the trainer's prediction."""
+    """The README's open_clip snippet, run as written (nothing patched) on an export of the toyclip run: toyclip has
+    no open_clip name, so the export carries its architecture and image encoder, and tools.export says so."""
+    root, out = run
+    monkeypatch.chdir(tmp_path)
+    assert export.main([out, "--out", "photos_coop.pt", *flags(NEW_NAMES)]) == 0
+    assert "carries its architecture and image-encoder weights" in capsys.readouterr().err
+    Image.open(os.path.join(root, "green_leaf", "4.png")).save("fox.jpg", quality=95)
+    exec(compile(readme_snippet(), "README.md", "exec"), {})
+    name, prob = capsys.readouterr().out.rsplit(" ", 1)
+    probs = trainer_probs(out, "fox.jpg")
+    assert name == NEW_NAMES[int(probs.argmax())] and abs(float(prob) - float(probs.max())) < 1e-5
+
+
+def noisy_visual(model, n=3, scale=1e-2):
+    """``model`` with Gaussian noise added to its first ``n`` floating image-tower tensors (sorted by name)."""
+    state = model.visual.state_dict()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name in sorted(k for k, v in state.items() if v.is_floating_point())[:n]:
+            state[name].add_(scale * torch.randn(state[name].shape, generator=generator))
+    return model
+
+
+@pytest.mark.parametrize("source,noise", [("by name", False), ("by name", True), ("carried", True)])
+def test_readme_export_snippet_checks_the_image_encoder(run, tmp_path, monkeypatch, capsys, source, noise):
+    """The snippet's digest check: open_clip building a public model by name (replaced here by toyclip, as no
+    weights can be fetched offline) serves the export when its weights are the exported ones, and noise in three
+    image-tower tensors, whether fetched by name or carried in the file, stops it with its error."""
     import open_clip
     from clip.toyclip import image_transform
 
     root, out = run
-    text = open(os.path.join(REPO, "README.md")).read().split("<!-- export-snippet -->")[1]
-    snippet = text.split("```python\n")[1].split("```")[0]
     monkeypatch.chdir(tmp_path)
-    assert export.main([out, "--out", "photos_coop.pt", "--classnames", *NEW_NAMES]) == 0
-    Image.open(os.path.join(root, "green_leaf", "4.png")).save("fox.jpg", quality=95)
-    monkeypatch.setattr(open_clip, "create_model_and_transforms",
-                        lambda arch, pretrained: (create_toyclip(), None, image_transform()))
+    assert export.main([out, "--out", "photos_coop.pt", *flags(NEW_NAMES)]) == 0
+    Image.open(os.path.join(root, "blue_sky", "1.png")).save("fox.jpg", quality=95)
     art = torch.load("photos_coop.pt", weights_only=True)
-    art["open_clip"] = {"arch": "toyclip", "pretrained": "none"}
+    model = noisy_visual(create_toyclip()) if noise else create_toyclip()
+    if source == "by name":
+        art["open_clip"] = {"arch": "ViT-B-16", "pretrained": "openai"}
+        monkeypatch.setattr(open_clip, "create_model_and_transforms",
+                            lambda arch, pretrained: (model, None, image_transform()))
+    else:
+        art["open_clip"]["visual"] = model.visual.state_dict()
     torch.save(art, "photos_coop.pt")
     capsys.readouterr()
-    exec(compile(snippet, "README.md", "exec"), {})
-    name, prob = capsys.readouterr().out.rsplit(" ", 1)
+    if noise:
+        with pytest.raises(SystemExit, match="not the ones photos_coop.pt was exported with"):
+            exec(compile(readme_snippet(), "README.md", "exec"), {})
+        assert capsys.readouterr().out == ""
+    else:
+        exec(compile(readme_snippet(), "README.md", "exec"), {})
+        name, _ = capsys.readouterr().out.rsplit(" ", 1)
+        assert name == NEW_NAMES[int(trainer_probs(out, "fox.jpg").argmax())]
 
-    trainer = load_run(out, NEW_NAMES)
-    with torch.no_grad():
-        trainer.before_test()
-        probs = trainer.model_inference(image_transform()(read_image("fox.jpg"))[None]).softmax(-1)[0]
-    assert name == NEW_NAMES[int(probs.argmax())] and abs(float(prob) - float(probs.max())) < 1e-5
+
+def test_predict_refuses_an_export_with_other_backbone_weights(run, tmp_path, monkeypatch, capsys):
+    """A prompts export is served only with the backbone weights it was made with: a toyclip weights file with noise
+    in three image-tower tensors is refused with one line and exit status 2, nothing predicted."""
+    import clip.toyclip as toyclip
+
+    root, out = run
+    target = str(tmp_path / "coop_prompts.pt")
+    assert export.main([out, "--out", target, "--kind", "prompts"]) == 0
+    art = torch.load(target, weights_only=True)
+    assert art["backbone_sha256"] == export.weights_sha256(create_toyclip())
+    assert art["visual_sha256"] == export.weights_sha256(create_toyclip().visual)
+
+    noisy = torch.load(toyclip.DEFAULT_PATH, weights_only=True)
+    visual = noisy_visual(create_toyclip()).visual.state_dict()
+    for name in sorted(k for k, v in visual.items() if v.is_floating_point())[:3]:
+        noisy["state_dict"][f"visual.{name}"] = visual[name].half()
+    torch.save(noisy, tmp_path / "toyclip_noisy.pt")
+    monkeypatch.setattr(toyclip, "DEFAULT_PATH", tmp_path / "toyclip_noisy.pt")
+    capsys.readouterr()
+    code = predict.main(["--model-dir", target, "--no-progress", os.path.join(root, "red_ball", "1.png")])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1 and "other weights" in captured.err
+
+
+def test_predict_takes_class_names_from_an_export(run, tmp_path, capsys):
+    """``--model-dir EXPORT.pt`` without class names classifies under the names stored in the export."""
+    root, out = run
+    target = str(tmp_path / "coop_prompts.pt")
+    assert export.main([out, "--out", target, "--kind", "prompts", *flags(NEW_NAMES[:3])]) == 0
+    folder = os.path.join(root, "green_leaf")
+    stored = predictions(["--model-dir", target, "--topk", "3", folder], capsys)
+    assert stored == predictions(["--model-dir", out, *flags(NEW_NAMES[:3]), "--topk", "3", folder], capsys)
+    assert {name for line in stored.splitlines() for name, _ in json.loads(line)["topk"]} == set(NEW_NAMES[:3])
+
+
+def test_class_names_and_inputs_cannot_swallow_each_other(run, tmp_path, capsys):
+    """The same predictions whatever the order of names and inputs; every image of the folder is classified."""
+    root, out = run
+    folder, image = os.path.join(root, "red_ball"), os.path.join(root, "gold", "1.png")
+    names = flags(["red fox", "arctic fox", "grey wolf"])
+    orders = [[*names, folder, image], [folder, *names, image], [names[0], names[1], folder, *names[2:], image],
+              [*names, "--input", folder, "--input", image], [folder, "--topk", "3", image, *names]]
+    outputs = [predictions(["--model-dir", out, "--topk", "3", *order], capsys) for order in orders]
+    assert all(o == outputs[0] for o in outputs)
+    records = [json.loads(line) for line in outputs[0].splitlines()]
+    assert len(records) == 11 and records[-1]["path"] == image
+    assert all({n for n, _ in r["topk"]} == {"red fox", "arctic fox", "grey wolf"} for r in records)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--classname", "{folder}", "{image}"], "is an existing file or folder"),
+    (["--classname", "", "--classname", "cat", "{image}"], "--classname is empty"),
+    (["--classname", "  ", "--classname", "cat", "{image}"], "--classname is empty"),
+    (["--classnames", "red fox", "arctic fox", "{folder}"], "--classnames was replaced"),
+    (["--classname", "cat", "--classname", "dog", "--opts", "TEST.FEATURE_CACHE", "False", "{folder}"],
+     "'{folder}' is not a config key"),
+    (["--classname", "cat", "{image}", "--opts", "TEST.FEATURE_CACHE"], "'TEST.FEATURE_CACHE' has no value"),
+    (["--classname", "cat", "--opts", "{folder}", "x"], "'{folder}' is not a config key"),
+    (["--classname", "cat", "--classname", "dog"], "No images given"),
+    (["--classnames-file", "{missing}", "{image}"], "no such file"),
+])
+def test_predict_refuses_names_that_are_not_names(run, tmp_path, capsys, argv, message):
+    """Empty names, a path given as a name, the replaced --classnames, inputs after --opts: one line, exit 2."""
+    root, out = run
+    subs = {"folder": os.path.join(root, "red_ball"), "image": os.path.join(root, "gold", "1.png"),
+            "missing": str(tmp_path / "names.txt")}
+    code = predict.main(["--model-dir", out, "--no-progress", *[a.format(**subs) for a in argv]])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("error: ") and message.format(**subs) in captured.err
+
+
+def test_export_refuses_a_path_as_class_name(run, tmp_path, capsys):
+    root, out = run
+    target = tmp_path / "x.pt"
+    assert export.main([out, "--out", str(target), "--classname", "cat", "--classname", root]) == 2
+    assert "is an existing file or folder" in capsys.readouterr().err and not target.exists()
+
+
+@pytest.fixture(scope="module")
+def bomb_folder(tmp_path_factory):
+    """Two good images around a real decompression bomb: a 20000 x 20000 1-bit PNG (about 48 KB, 4e8 pixels, over
+    PIL's 2 x MAX_IMAGE_PIXELS, so ``Image.open`` raises ``DecompressionBombError``)."""
+    folder = tmp_path_factory.mktemp("bomb")
+    for name in ("a.png", "c.png"):
+        Image.new("RGB", (32, 32), (200, 30, 30)).save(folder / name)
+    Image.new("1", (20000, 20000)).save(folder / "b_bomb.png")
+    assert (folder / "b_bomb.png").stat().st_size < 100_000
+    assert 20000 * 20000 > 2 * Image.MAX_IMAGE_PIXELS
+    return str(folder)
+
+
+def test_a_decompression_bomb_is_skipped_and_the_other_images_are_kept(run, bomb_folder, capsys):
+    root, out = run
+    code = predict.main(["--model-dir", out, "--classname", "cat", "--classname", "dog", "--no-progress",
+                         "--batch-size", "3", bomb_folder])
+    captured = capsys.readouterr()
+    paths = [json.loads(line)["path"] for line in captured.out.splitlines()]
+    assert code == 3 and [os.path.basename(p) for p in paths] == ["a.png", "c.png"]
+    assert "skipped" in captured.err and "b_bomb.png" in captured.err and "Traceback" not in captured.err
 
 
 def test_lamm_run_for_unseen_names_falls_back_to_their_tokens(tmp_path):
@@ -256,7 +410,7 @@ def test_lamm_run_for_unseen_names_falls_back_to_their_tokens(tmp_path):
 
 def test_zero_shot_export(tmp_path):
     target = str(tmp_path / "zs.pt")
-    assert export.main(["--trainer", "ZeroshotCLIP", "--backbone", "toyclip", "--classnames", *NEW_NAMES,
+    assert export.main(["--trainer", "ZeroshotCLIP", "--backbone", "toyclip", *flags(NEW_NAMES),
                         "--out", target]) == 0
     art = torch.load(target, weights_only=True)
     from clip.toyclip import tokenizer
@@ -266,3 +420,22 @@ def test_zero_shot_export(tmp_path):
         text = F.normalize(model.encode_text(tokenizer()([f"a photo of a {c}." for c in NEW_NAMES])), dim=-1)
     assert art["kind"] == "text_features" and torch.allclose(art["text_features"], text, atol=1e-6)
     assert art["logit_scale"] == pytest.approx(float(model.logit_scale.detach().exp()))
+
+
+def test_export_says_how_plain_open_clip_builds_each_backbone(tmp_path):
+    """Public names are built by name; toyclip, ``random:`` and ``ARCH:/local/file`` backbones carry the architecture
+    and image encoder; a checkpoint file gets the loader line that replaces the snippet's ``create_model...``."""
+    import open_clip
+
+    model, weights = create_toyclip(), tmp_path / "weights.pt"
+    weights.write_bytes(b"")
+    assert export.open_clip_recipe("ViT-B/16", model) == {"arch": "ViT-B-16", "pretrained": "openai"}
+    assert export.open_clip_recipe("ViT-B-32:laion2b_s34b_b79k", model) == {"arch": "ViT-B-32",
+                                                                           "pretrained": "laion2b_s34b_b79k"}
+    for name, config in [("toyclip", TOYCLIP_CONFIG), ("random:ViT-B-32", open_clip.get_model_config("ViT-B-32")),
+                         (f"ViT-B-32:{weights}", open_clip.get_model_config("ViT-B-32"))]:
+        recipe = export.open_clip_recipe(name, model)
+        assert recipe["model_cfg"] == config and recipe["visual"].keys() == model.visual.state_dict().keys()
+    assert export.open_clip_recipe(str(weights), model) is None
+    note = export.serving_note({"kind": "text_features", "open_clip": None, "backbone": str(weights)}, "x.pt")
+    assert f"open_clip.load_openai_model('{weights}')" in note

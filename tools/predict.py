@@ -1,15 +1,22 @@
-"""Classify images with a trained run, or zero-shot CLIP, under any class names.
+"""Classify images with a trained run, an export, or zero-shot CLIP, under any class names.
 
-    python -m tools.predict --model-dir output/mydata/CoOp/seed1 --classnames cat dog "red fox" photos/ --topk 3
-    python -m tools.predict --trainer ZeroshotCLIP --backbone ViT-B/16 --classnames names.txt 'shots/*.jpg'
+    python -m tools.predict --model-dir output/mydata/CoOp/seed1 --classname cat --classname "red fox" photos/ --topk 3
+    python -m tools.predict --trainer ZeroshotCLIP --backbone ViT-B/16 --classnames-file names.txt 'shots/*.jpg'
+    python -m tools.predict --model-dir photos_maple.pt new_photos/
 
-Inputs are image files, folders (searched recursively) and globs. ``--classnames`` takes names or one text file
-with a name per line; without it, the run's own classes are used (its dataset must then be readable). Output, one
-record per image on stdout, best class first: JSON lines ``{"path": ..., "topk": [[class name, probability], ...]}``
-(default) or CSV (``--format csv``: ``path,class_1,prob_1,...``). Probabilities are the softmax of the trainer's
-logits (``model_inference``: CLIP's logit scale times cosine similarity) over the given classes. Images are
-batched; a progress bar goes to stderr; a GPU is used when present. Unreadable images are reported on stderr and
-skipped, and the exit status is then 3.
+Inputs are image files, folders (searched recursively) and globs, given as arguments or with ``--input PATH``
+(repeatable), anywhere on the line. Class names are given with ``--classname NAME``, once per class, and/or
+``--classnames-file FILE`` with a name per line: each flag takes exactly one value, so names and inputs cannot be
+mistaken for each other whatever their order; an empty name, or a name that is an existing file or folder, is
+refused. Without them, the run's own classes are used (its dataset must then be readable), or those stored in a
+``tools.export`` file. An export is refused when the backbone weights loaded for it are not those it was made with.
+Output, one record per image on stdout, best class first: JSON lines ``{"path": ..., "topk": [[class name,
+probability], ...]}`` (default) or CSV (``--format csv``: ``path,class_1,prob_1,...``). Probabilities are the
+softmax of the trainer's logits (``model_inference``: CLIP's logit scale times cosine similarity) over the given
+classes. Images are batched; a progress bar goes to stderr; a GPU is used when present. Unreadable images
+(missing, corrupt, truncated, or decompression bombs, which PIL refuses to open) are reported on stderr and
+skipped, the other images are still classified, and the exit status is then 3. Mistakes in the command print one
+``error:`` line and exit with status 2.
 """
 from __future__ import annotations
 
@@ -23,12 +30,15 @@ import sys
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from datasets.folder import is_image
 from engine.data.data_manager import ImageReadError, read_image
+from engine.errors import user_error_types
 
-from .trained_model import class_names_arg, load_run, eval_transform, text_side, zeroshot_trainer
+from .trained_model import (add_class_name_arguments, check_opts, class_names_from_args, eval_transform, load_run,
+                            text_side, zeroshot_trainer)
 
 logger = logging.getLogger("predict")
 
@@ -51,7 +61,9 @@ def expand_inputs(inputs: Sequence[str]) -> List[str]:
 
 
 class ImageFiles(Dataset):
-    """``(image tensor or None, index)`` per path; an unreadable image yields ``None`` and its error."""
+    """``(image tensor or None, index, error)`` per path; an unreadable image (``read_image``'s ``ImageReadError``,
+    or PIL's ``DecompressionBombError`` for an image over twice ``Image.MAX_IMAGE_PIXELS``) yields ``None`` and
+    its error, so that it never stops the other images."""
 
     def __init__(self, paths: Sequence[str], transform):
         self.paths, self.transform = list(paths), transform
@@ -64,6 +76,8 @@ class ImageFiles(Dataset):
             return self.transform(read_image(self.paths[i])), i, ""
         except ImageReadError as e:
             return None, i, str(e)
+        except Image.DecompressionBombError as e:
+            return None, i, f"Cannot read image {self.paths[i]} ({e})"
 
 
 def collate(items):
@@ -121,7 +135,7 @@ def write_records(records, fmt: str, topk: int, out=None) -> int:
 
 
 def run_classnames(model_dir: str, opts: Sequence[str]) -> List[str]:
-    """The class names a run trained on, from its dataset (used when ``--classnames`` is not given)."""
+    """The class names a run trained on, from its dataset (used when no class names are given)."""
     from engine.data.data_manager import build_dataset
 
     from .trained_model import run_config
@@ -129,50 +143,59 @@ def run_classnames(model_dir: str, opts: Sequence[str]) -> List[str]:
     try:
         return [c.replace("_", " ") for c in build_dataset(run_config(model_dir, opts)).classnames]
     except Exception as e:  # noqa: BLE001 - any dataset problem: the user can name the classes instead
-        raise ValueError(f"Could not read the run's classes from its dataset ({e}). Pass --classnames.") from None
+        raise ValueError(f"Could not read the run's classes from its dataset ({e}). Pass --classname NAME once per "
+                         "class, or --classnames-file FILE.") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.predict", description=__doc__.split("\n")[0])
-    p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
-    p.add_argument("--model-dir", default="", help="a training run's output directory")
+    p = argparse.ArgumentParser(prog="python -m tools.predict", description=__doc__.split("\n")[0],
+                                allow_abbrev=False)
+    p.add_argument("inputs", nargs="*", help="image files, folders (recursive) or globs")
+    p.add_argument("--input", action="append", default=[], metavar="PATH",
+                   help="one more input (a file, folder or glob); repeatable")
+    p.add_argument("--model-dir", default="", help="a training run's output directory, or a tools.export file")
     p.add_argument("--load-epoch", type=int, default=None, help="checkpoint epoch (default: best, else newest)")
     p.add_argument("--trainer", default="", help="without --model-dir: ZeroshotCLIP or ZeroshotCLIP2")
     p.add_argument("--backbone", default="", help="without --model-dir: the CLIP backbone, e.g. ViT-B/16")
     p.add_argument("--config-file", default="", help="without --model-dir: a config for the input settings")
-    p.add_argument("--classnames", nargs="+", default=None, help="class names, or one file with a name per line")
+    add_class_name_arguments(p, "the run's classes, or those stored in an export")
     p.add_argument("--topk", type=int, default=5, help="classes per image (default 5)")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--workers", type=int, default=0, help="image-loading processes (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--opts", nargs="*", default=[], help="config overrides KEY VALUE ...")
+    p.add_argument("--opts", nargs="*", default=[], help="config overrides KEY VALUE ..., last on the line")
     return p
 
 
-def build_trainer(args, classnames: Optional[List[str]]):
+def build_trainer(args, classnames: Optional[List[str]], opts: Sequence[str]):
     if args.model_dir:
-        classnames = classnames or run_classnames(args.model_dir, args.opts)
-        trainer = load_run(args.model_dir, classnames, args.load_epoch, args.opts)
+        if not os.path.isfile(args.model_dir):  # a run directory; an export file stores its class names
+            classnames = classnames or run_classnames(args.model_dir, opts)
+        trainer = load_run(args.model_dir, classnames, args.load_epoch, opts)
         return trainer, eval_transform(trainer)
     if not (args.trainer and args.backbone):
         raise ValueError("Pass --model-dir RUN, or --trainer ZeroshotCLIP --backbone NAME for zero-shot CLIP.")
     if not classnames:
-        raise ValueError("Zero-shot CLIP needs --classnames.")
-    trainer = zeroshot_trainer(args.trainer, args.backbone, classnames, args.config_file, args.opts)
+        raise ValueError("Zero-shot CLIP needs class names: --classname NAME once per class, or --classnames-file "
+                         "FILE.")
+    trainer = zeroshot_trainer(args.trainer, args.backbone, classnames, args.config_file, opts)
     return trainer, eval_transform(trainer, match_backbone=not args.config_file)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
-    if args.topk < 1:
-        print("error: --topk must be at least 1.", file=sys.stderr)
-        return 2
     try:
-        paths = expand_inputs(args.inputs)
-        trainer, transform = build_trainer(args, class_names_arg(args.classnames))
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+        if args.topk < 1:
+            raise ValueError("--topk must be at least 1.")
+        names = class_names_from_args(args)
+        opts = check_opts(args.opts)
+        if not (args.inputs or args.input):
+            raise ValueError("No images given: pass image files, folders or globs as arguments, or --input PATH.")
+        paths = expand_inputs([*args.inputs, *args.input])
+        trainer, transform = build_trainer(args, names, opts)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError, *user_error_types()) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
     k = min(args.topk, trainer.num_classes)

@@ -13,8 +13,10 @@ a space, as for datasets. For LAMM, names without a learned label fall back to t
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import re
 from typing import List, Optional, Sequence
 
 import torch
@@ -47,7 +49,8 @@ def trainer_for_classes(cfg, classnames: Sequence[str]):
     from engine import TRAINER_REGISTRY
 
     if len(classnames) < 1:
-        raise ValueError("No class names given: pass --classnames NAME [NAME ...] or a text file with one per line.")
+        raise ValueError("No class names given: pass --classname NAME once per class, or --classnames-file FILE "
+                         "with one name per line.")
     if len(set(classnames)) != len(classnames):
         dup = sorted({c for c in classnames if list(classnames).count(c) > 1})
         raise ValueError(f"Class names must be unique; repeated: {', '.join(dup)}.")
@@ -100,11 +103,27 @@ def load_exported(path: str, classnames: Sequence[str], opts: Sequence[str] = ()
     finally:
         os.remove(f.name)
     trainer = trainer_for_classes(cfg, classnames or artefact["classnames"])
+    check_backbone(trainer, artefact, path)
     for name, saved in artefact["modules"].items():
         trainer.load_model_state_dict(name, saved["state_dict"])
         trainer.load_extra_checkpoint_state(name, saved)
     trainer.set_model_mode("eval")
     return trainer
+
+
+def check_backbone(trainer, artefact: dict, path: str) -> None:
+    """Refuse to serve an export with backbone weights other than those it was made with (``backbone_sha256``)."""
+    from .export import backbone_fp32, weights_sha256
+
+    expected = artefact.get("backbone_sha256")
+    if expected is None:
+        logger.warning("%s records no backbone digest (an export of an older version): the backbone weights loaded "
+                       "for it are not checked.", path)
+        return
+    if weights_sha256(backbone_fp32(trainer)) != expected:
+        raise ValueError(f"{path} was exported with other weights for backbone {trainer.cfg.MODEL.BACKBONE.NAME!r} "
+                         "than the ones loaded here (their SHA-256 digests differ), so its predictions would not be "
+                         "the exported model's: serve it with the backbone weights it was made with.")
 
 
 def zeroshot_trainer(trainer: str, backbone: str, classnames: Sequence[str], config_file: str = "",
@@ -137,11 +156,49 @@ def text_side(trainer) -> None:
     trainer.before_test()
 
 
-def class_names_arg(values: Optional[List[str]]) -> Optional[List[str]]:
-    """``--classnames``: names, or one existing text file with a name per line (blank lines skipped)."""
-    if not values:
-        return None
-    if len(values) == 1 and os.path.isfile(values[0]):
-        with open(values[0], encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
-    return list(values)
+CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+
+
+def add_class_name_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--classname NAME`` (repeated) and ``--classnames-file FILE``: each flag takes exactly one value, so class
+    names and image paths cannot swallow each other whatever their order. ``default`` says what no flag means."""
+    parser.add_argument("--classname", action="append", default=[], metavar="NAME",
+                        help=f"a class name; repeat the flag for each class (default: {default})")
+    parser.add_argument("--classnames-file", default="", metavar="FILE",
+                        help="a text file with one class name per line (blank lines skipped)")
+    parser.add_argument("--classnames", nargs="*", default=None, help=argparse.SUPPRESS)
+
+
+def class_names_from_args(args: argparse.Namespace) -> Optional[List[str]]:
+    """The class names of ``--classnames-file`` then ``--classname``, or ``None`` when neither is given. Empty names
+    and names that are existing files or folders (an image path given as a name) are refused."""
+    if args.classnames is not None:
+        raise ValueError("--classnames was replaced by --classname NAME (once per class) or --classnames-file FILE, "
+                         "so that class names and image paths cannot be confused.")
+    names: List[str] = []
+    if args.classnames_file:
+        if not os.path.isfile(args.classnames_file):
+            raise FileNotFoundError(f"--classnames-file {args.classnames_file}: no such file.")
+        with open(args.classnames_file, encoding="utf-8") as f:
+            names += [line.strip() for line in f if line.strip()]
+        if not names:
+            raise ValueError(f"--classnames-file {args.classnames_file} holds no class names (one per line).")
+    for name in args.classname:
+        if not name.strip():
+            raise ValueError("--classname is empty: every class needs a name (quote names with spaces).")
+        if os.path.exists(name):
+            raise ValueError(f"--classname {name!r} is an existing file or folder, not a class name: pass images as "
+                             "inputs, and a file of class names with --classnames-file.")
+        names.append(name.strip())
+    return names or None
+
+
+def check_opts(opts: Sequence[str]) -> List[str]:
+    """``--opts``: config ``KEY VALUE`` pairs. Anything else (e.g. an image path after ``--opts``) is refused."""
+    opts = list(opts)
+    bad = [k for k in opts[::2] if not CONFIG_KEY.match(k)]
+    if len(opts) % 2 or bad:
+        what = f"{bad[0]!r} is not a config key" if bad else f"{opts[-1]!r} has no value"
+        raise ValueError(f"--opts takes config KEY VALUE pairs, e.g. --opts TEST.FEATURE_CACHE False, and comes last "
+                         f"on the line; {what}.")
+    return opts
