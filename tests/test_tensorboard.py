@@ -33,7 +33,7 @@ def _scalars(output_dir):
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def test_events_hold_dasslss_tags_at_dassls_steps(tmp_path):
+def test_events_hold_dassls_tags_at_dassls_steps(tmp_path):
     t = _trainer(tmp_path, "run")
     assert len(t.train_loader_x) == BATCHES
     t.train()
@@ -55,7 +55,8 @@ def test_events_hold_dasslss_tags_at_dassls_steps(tmp_path):
         assert [lr[epoch * BATCHES + b] for b in range(BATCHES - 1)] == pytest.approx([line["lr"]] * (BATCHES - 1))
         if epoch + 1 < EPOCHS:
             assert lr[last] == pytest.approx(metrics[epoch + 1]["lr"])
-    # one constant warm-up epoch at 1e-5, then Dassl's cosine over MAX_EPOCH restarted after it: 0.002 (1 + cos(pi e / 3)) / 2
+    # one constant warm-up epoch at 1e-5, then Dassl's cosine over MAX_EPOCH restarted after it:
+    # 0.002 (1 + cos(pi e / 3)) / 2 for e = 0, 1
     cosine = [0.002 * (1 + math.cos(math.pi * e / EPOCHS)) / 2 for e in range(EPOCHS - 1)]
     assert [line["lr"] for line in metrics] == pytest.approx([1e-5, *cosine])
     for k, v in results.items():  # the final test, at Dassl's step: the last epoch index
@@ -77,7 +78,8 @@ def test_a_resumed_run_shows_the_same_curves_as_an_uninterrupted_one(tmp_path):
     t.forward_backward = dies_in_epoch_3
     with pytest.raises(KeyboardInterrupt):
         t.train()
-    assert [s for s, _ in _scalars(t.output_dir)["train/loss"]] == list(range(2 * BATCHES + 2))  # two batches of epoch 3
+    killed_steps = [s for s, _ in _scalars(t.output_dir)["train/loss"]]
+    assert killed_steps == list(range(2 * BATCHES + 2))  # two batches of epoch 3 ran
 
     set_random_seed(123)
     resumed = _trainer(tmp_path, "killed")

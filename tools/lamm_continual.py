@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "continual_vit_b16_ep50_ctxv1.yaml")
     p.add_argument("--output-dir", required=True, help="folder of the whole experiment (set1, set2, merged, union)")
     p.add_argument("--seed", type=int, default=1, help="random seed of both runs (0 is a seed)")
-    p.add_argument("--shots", type=int_at_least(1), default=16, help="shots per class (DATASET.NUM_SHOTS), 16 as in the paper")
+    p.add_argument("--shots", type=int_at_least(1), default=16,
+                   help="shots per class (DATASET.NUM_SHOTS), 16 as in the paper")
     p.add_argument("--backbone", default="", help="CLIP backbone (default: the config's)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return p
