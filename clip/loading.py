@@ -11,13 +11,21 @@ Accepted names (``MODEL.BACKBONE.NAME``):
   benchmarks of speed only (a warning says so).
 
 The cache directory is ``MODEL.BACKBONE.CACHE_DIR``, else ``$CLIP_CACHE_DIR``, else ``~/.cache/clip``.
+
+Offline: weights that open_clip fetches from the Hugging Face Hub are first checked with one request to the Hub
+(:func:`hub_reachable`). When it does not answer, open_clip runs in huggingface_hub's documented offline mode
+(``HF_HUB_OFFLINE=1``: files from the local cache only, no request), so a missing file is reported at once rather than
+after huggingface_hub's retries (about a minute); online nothing changes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 from typing import Optional
+import urllib.error
+import urllib.request
 
 import open_clip
 import torch
@@ -50,6 +58,53 @@ def default_cache_dir(cache_dir: Optional[str] = None) -> str:
     return os.path.expanduser(cache_dir or os.environ.get("CLIP_CACHE_DIR") or "~/.cache/clip")
 
 
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face Hub (``HF_ENDPOINT``) answers one HEAD request, through the environment's proxy
+    settings and without retries; any HTTP answer counts."""
+    from huggingface_hub import constants
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):  # no route, no name resolution, refused, timed out
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _hub_offline_mode():
+    """huggingface_hub's offline mode (what ``HF_HUB_OFFLINE=1`` sets at import) for the duration of the block."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+def _create_pretrained(arch: str, pretrained: str, cache_dir: str) -> torch.nn.Module:
+    """``open_clip.create_model(arch, pretrained)``; when the weights come from an unreachable Hugging Face Hub, from
+    the local cache only. Raises :class:`WeightsNotFoundError` whose message starts with the reason."""
+    from huggingface_hub import constants
+
+    from_hub = bool(open_clip.get_pretrained_cfg(arch, pretrained).get("hf_hub"))
+    offline = from_hub and not constants.HF_HUB_OFFLINE and not hub_reachable()
+    try:
+        with _hub_offline_mode() if offline else contextlib.nullcontext():
+            return open_clip.create_model(arch, pretrained=pretrained, cache_dir=cache_dir, device="cpu",
+                                          precision="fp32")
+    except Exception as e:  # noqa: BLE001 - turned into an actionable message by the callers
+        reason = (f"no answer from {constants.ENDPOINT}, and no usable copy in the local cache" if offline
+                  else f"{type(e).__name__}: {e}")
+        raise WeightsNotFoundError(reason) from None
+
+
 def _load_openai_file(path: str) -> torch.nn.Module:
     return open_clip.load_openai_model(path, precision="fp32", device="cpu")
 
@@ -60,11 +115,10 @@ def _load_openai(name: str, cache_dir: str) -> torch.nn.Module:
     if os.path.isfile(local):
         return _load_openai_file(local)
     try:
-        return open_clip.create_model(arch, pretrained="openai", cache_dir=cache_dir, device="cpu",
-                                      precision="fp32")
-    except Exception as e:  # noqa: BLE001 - turned into an actionable message
+        return _create_pretrained(arch, "openai", cache_dir)
+    except WeightsNotFoundError as e:
         raise WeightsNotFoundError(
-            f"CLIP weights for {name} are not available offline and could not be downloaded ({type(e).__name__}). "
+            f"CLIP weights for {name} are not available offline and could not be downloaded ({e}). "
             f"Put OpenAI's release file {fname} at {local} (it is what OpenAI's `clip` package caches in "
             "~/.cache/clip), or set MODEL.BACKBONE.CACHE_DIR / $CLIP_CACHE_DIR to the folder that holds it, or run "
             "once with internet access."
@@ -102,11 +156,10 @@ def load_model(name: str, cache_dir: Optional[str] = None) -> torch.nn.Module:
     elif ":" in name:
         arch, pretrained = name.split(":", 1)
         try:
-            model = open_clip.create_model(arch, pretrained=pretrained, cache_dir=cache, device="cpu",
-                                           precision="fp32")
-        except Exception as e:  # noqa: BLE001
+            model = _create_pretrained(arch, pretrained, cache)
+        except WeightsNotFoundError as e:
             raise WeightsNotFoundError(
-                f"Could not load open_clip model {arch} with weights {pretrained} ({type(e).__name__}: {e}). "
+                f"Could not load open_clip model {arch} with weights {pretrained} ({e}). "
                 f"Offline, pass the weights file as {arch}:/path/to/file or put it in {cache}.") from None
     else:
         raise WeightsNotFoundError(

@@ -660,7 +660,10 @@ def main(argv: list[str] | None = None, downloaders: Downloaders = Downloaders()
         return 0 if ok else 1
     if not names:
         parser.error("name the datasets to fetch (e.g. 'oxford_pets eurosat') or 'all'; --list shows them")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"cannot create --root {root} ({err.strerror or err}); choose a writable folder")
     outcomes = []
     try:
         for name in names:

@@ -61,7 +61,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         dataset = DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
     except (ConfigError, DatasetError, KeyError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 1
+        return 2
     sys.stdout.write(format_rows(describe(dataset)))
     return 0
 

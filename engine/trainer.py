@@ -14,6 +14,8 @@ Differences from Dassl, all on the engineering side (codebase_anchors §6):
   CPU with a fixed seed, ends bit-identical to an uninterrupted run;
 - every epoch appends a line to ``metrics.jsonl`` before its checkpoint; every test evaluation writes
   ``results.json``;
+- TensorBoard events as Dassl's (:mod:`engine.utils.tensorboard`) are also flushed before each checkpoint, and a
+  resumed run hides the steps it runs again;
 - a NaN/Inf loss stops the run with a message saying where and what to try; saved checkpoints are untouched;
 - train/eval switching acts only on registered modules, so frozen CLIP stays in eval mode (BatchNorm in RN50).
 """
@@ -43,6 +45,7 @@ from engine.utils import (AverageMeter, CheckpointError, CorruptCheckpointError,
                           get_rng_state, git_commit, load_checkpoint, save_checkpoint, set_rng_state, versions)
 from engine.utils.dassl_checkpoint import load_checkpoint_or_dassl
 from engine.utils.progress import progress_line, should_print
+from engine.utils.tensorboard import TENSORBOARD_DIR, open_writer
 
 logger = logging.getLogger(__name__)
 
@@ -347,8 +350,20 @@ class TrainerBase:
     def model_inference(self, input):
         raise NotImplementedError
 
+    def init_writer(self, log_dir: str, purge_step: Optional[int] = None) -> None:
+        """Open the TensorBoard writer (:mod:`engine.utils.tensorboard`; none without the package)."""
+        if self._writer is None:
+            self._writer = open_writer(log_dir, purge_step)
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
     def write_scalar(self, tag, scalar_value, global_step=None):
-        pass  # no TensorBoard dependency; metrics.jsonl holds the same numbers
+        """One TensorBoard scalar; nothing when no writer is open (evaluation only, no ``tensorboard``)."""
+        if self._writer is not None:
+            self._writer.add_scalar(tag, scalar_value, global_step)
 
 
 class SimpleTrainer(TrainerBase):
@@ -388,7 +403,10 @@ class SimpleTrainer(TrainerBase):
 
     # ---- train ----------------------------------------------------------------------------------------------
     def train(self):
-        super().train(self.start_epoch, self.max_epoch)
+        try:
+            super().train(self.start_epoch, self.max_epoch)
+        finally:
+            self.close_writer()
 
     def before_train(self):
         directory = self.cfg.RESUME or self.output_dir
@@ -396,6 +414,8 @@ class SimpleTrainer(TrainerBase):
         if self.start_epoch == 0 and self.get_model_names():
             self._start_manifest()
         self._truncate_metrics(self.start_epoch)
+        purge_step = self.start_epoch * len(self.train_loader_x) if self.start_epoch else None
+        self.init_writer(os.path.join(self.output_dir, TENSORBOARD_DIR), purge_step)
         self.time_start = time.time()
 
     def after_epoch(self):
@@ -408,6 +428,8 @@ class SimpleTrainer(TrainerBase):
             if result > self.best_result:
                 self.best_result, self.best_epoch = result, self.epoch + 1
                 self.save_model(self.epoch, self.output_dir, val_result=result, model_name=BEST_FILE)
+        if self._writer is not None:
+            self._writer.flush()  # before the checkpoint too: a resume hides re-run steps (purge), never loses
         self._append_metrics()  # before the manifest that declares the epoch done: a resume truncates, never loses
         if periodic or last_epoch:
             self.save_model(self.epoch, self.output_dir)
@@ -451,6 +473,8 @@ class SimpleTrainer(TrainerBase):
             self.evaluator.process(output, label)
         self.after_test()
         results = self.evaluator.evaluate()
+        for k, v in results.items():
+            self.write_scalar(f"{split}/{k}", v, self.epoch)
         if record and (split == self.cfg.TEST.SPLIT or split == "test"):
             self.last_results = dict(results)
             self.write_results(results, split)
@@ -547,6 +571,10 @@ class TrainerX(SimpleTrainer):
             if should_print(self.batch_idx, self.num_batches, self.cfg.TRAIN.PRINT_FREQ):
                 logger.info(progress_line(self.epoch, self.max_epoch, self.batch_idx, self.num_batches, batch_time,
                                           data_time, losses, self.get_current_lr()))
+            n_iter = self.epoch * self.num_batches + self.batch_idx
+            for name, meter in losses.meters.items():
+                self.write_scalar("train/" + name, meter.avg, n_iter)
+            self.write_scalar("train/lr", self.get_current_lr(), n_iter)
             end = time.time()
         self._epoch_time = time.time() - t0
         self._epoch_losses = losses.averages()

@@ -310,7 +310,7 @@ def test_base_to_new_run_saves_only_prompts_and_reloads_on_new_classes(data_root
     for ckpt in (text_ckpt, vision_ckpt):  # both optimisers and schedules are saved
         assert len(ckpt["optimizer"]["state"]) == 3 and ckpt["scheduler"] is not None
     assert sorted(os.listdir(cfg.OUTPUT_DIR)) == ["checkpoints.json", "log.txt", "metrics.jsonl", "results.json",
-                                                  "text_prompt_learner", "vision_prompt_learner"]
+                                                  "tensorboard", "text_prompt_learner", "vision_prompt_learner"]
     line = json.loads(open(os.path.join(cfg.OUTPUT_DIR, "metrics.jsonl")).readline())
     assert {"text_ce", "text_kd", "text_loss", "vision_ce", "vision_kd", "vision_loss", "joint_ce", "joint_loss",
             "loss", "acc"} <= set(line)

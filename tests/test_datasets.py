@@ -243,7 +243,7 @@ def test_show_prints_the_subset_as_json(tmp_path):
 def test_show_reports_errors_in_one_line(tmp_path, capsys):
     rc = show.main(["--root", str(tmp_path), "--dataset-config-file", str(CONFIGS / "dtd.yaml")])
     err = capsys.readouterr().err
-    assert rc == 1 and "dataset folder not found" in err and "python -m datasets.download dtd" in err
+    assert rc == 2 and "dataset folder not found" in err and "python -m datasets.download dtd" in err
 
 
 # --- errors -----------------------------------------------------------------------------------------------------------

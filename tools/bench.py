@@ -19,6 +19,7 @@ Everything is measured in one process on the same images:
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import resource
@@ -29,6 +30,8 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+
+from tools.cli import int_at_least
 
 
 def _sync(device: torch.device) -> None:
@@ -192,31 +195,63 @@ def benchmark(trainer, steps: int = 10, warmup: int = 2, eval_images: Optional[i
     return result
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n")[0],
+                                epilog="Trailing KEY VALUE pairs override the config, as for train.py.")
+    p.add_argument("--trainer", required=True, help="name of the trainer (e.g. CoOp)")
+    p.add_argument("--config-file", default="", help="path to the method config file")
+    p.add_argument("--dataset-config-file", default="", help="path to the dataset config file")
+    p.add_argument("--root", default="", help="path to the dataset root ($DATA)")
+    p.add_argument("--backbone", default="", help="name of the CLIP backbone (default: the config's)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the config's; negative = 0)")
+    p.add_argument("--steps", type=int_at_least(1), default=10, help="timed training steps (default 10)")
+    p.add_argument("--warmup", type=int_at_least(0), default=2, help="untimed training steps first (default 2)")
+    p.add_argument("--eval-images", type=int_at_least(1), default=None, help="evaluate on the first N test images")
+    p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    p.add_argument("--debug", action="store_true", help="show the traceback of user errors")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (KEY VALUE ...)")
+    return p
+
+
+def build_bench_trainer(args, output_dir: str):
+    """The trainer of ``args`` (its outputs, if any, go to ``output_dir``); unknown names are user errors."""
+    from engine import TRAINER_REGISTRY, build_trainer
+    from engine.config import build_cfg
+    from engine.errors import UserError
+    from engine.utils import set_random_seed
+
+    import trainers  # noqa: F401  (registers the trainers)
+
+    try:
+        TRAINER_REGISTRY.get(args.trainer)
+    except KeyError as e:
+        raise UserError(e.args[0] if e.args else str(e)) from None
+    cfg = build_cfg(args.dataset_config_file, args.config_file, args.opts or [], root=args.root or None,
+                    output_dir=output_dir, seed=args.seed, trainer=args.trainer, backbone=args.backbone or None)
+    set_random_seed(max(cfg.SEED, 0))
+    return build_trainer(cfg)
+
+
 def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     import open_clip  # noqa: F401  (imported before the memory baseline)
 
-    import train
-
-    parser = train.build_parser()
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed training steps first")
-    parser.add_argument("--eval-images", type=int, default=None, help="evaluate on the first N test images")
-    parser.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
-    args = parser.parse_args(argv)
-    if not args.output_dir:
-        args.output_dir = "output/bench"
-    cfg = train.setup_cfg(args)
-
-    from engine import build_trainer
-    from engine.utils import set_random_seed, setup_logger
+    from engine.errors import user_error_types
+    from engine.utils import setup_logger
 
     setup_logger("")
-    set_random_seed(max(cfg.SEED, 0))
-    baseline = rss_mb()
-    trainer = build_trainer(cfg)
-    if trainer.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(trainer.device)
-    result = benchmark(trainer, args.steps, args.warmup, args.eval_images, baseline)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-") as output_dir:  # a benchmark keeps no run files
+            baseline = rss_mb()
+            trainer = build_bench_trainer(args, output_dir)
+            if trainer.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(trainer.device)
+            result = benchmark(trainer, args.steps, args.warmup, args.eval_images, baseline)
+    except user_error_types() as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result))
     else:

@@ -202,7 +202,7 @@ def format_report(study: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.corruption", description=__doc__.split("\n")[0])
     p.add_argument("--model-dir", required=True, help="output directory of a trained CoOp-family run")
     p.add_argument("--load-epoch", type=int, default=None, help="checkpoint epoch (default: best, else the newest)")
     p.add_argument("--positions", type=int, nargs="+", default=None, help="context positions (default: all)")
@@ -218,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    from engine.errors import user_error_types
     from engine.utils import CheckpointError, setup_logger
 
     try:
@@ -229,7 +230,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         n_ctx = trainer.prompt_learner.ctx.shape[-2]
         positions = args.positions if args.positions is not None else list(range(n_ctx))
         study = run_study(trainer, accuracy, positions, args.replace, args.rescale, args.noise_seed)
-    except (ValueError, FileNotFoundError, CheckpointError) as e:  # errors written for people (ConfigError too)
+    except (ValueError, FileNotFoundError, CheckpointError, *user_error_types()) as e:  # errors written for people
         print(f"error: {e}", file=sys.stderr)
         return 2
     cfg = trainer.cfg

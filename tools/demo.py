@@ -27,6 +27,7 @@ import yaml
 
 from tools import results, sweep, tradeoff
 from tools.base2new_plot import plot_base2new
+from tools.cli import int_at_least
 from tools.protocols import CONFIGS_DIR, REPO_ROOT, SEEDS, ProtocolError, Run, Settings, expand
 
 TOY_CONFIG = "toy"
@@ -122,9 +123,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", help=f"toy dataset config stem (default: {DEFAULT_DATASET})")
     p.add_argument("--trainers", nargs="+", help="default: ZeroshotCLIP, CoOp and every trainer with a toy.yaml")
-    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="default: 1 2 3")
     p.add_argument("--quick", action="store_true", help=f"{' '.join(QUICK_OPTS)} (for CI)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel CPU runs (default: CPU count)")
+    p.add_argument("--jobs", type=int_at_least(1), default=os.cpu_count() or 1,
+                   help="parallel CPU runs (default: CPU count)")
     p.add_argument("--root", help="dataset root where the toy world is rendered (default: $DATA, else data/)")
     p.add_argument("--output", type=Path, help="default: output/demo (output/demo-quick with --quick)")
     p.add_argument("--runner", choices=("warm", "process"), default="warm",

@@ -37,6 +37,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from tools.cli import int_at_least
+
 logger = logging.getLogger("feature_shift")
 
 SCHEMA_VERSION = 1
@@ -486,9 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--load-epoch", type=int, default=None, help="checkpoint epoch (default: the newest)")
     p.add_argument("--classes", choices=CLASS_CHOICES, default=None,
                    help="class set to measure on (default: the run's DATASET.SUBSAMPLE_CLASSES)")
-    p.add_argument("--max-batches", type=int, default=None, help="measure on the first N batches only")
+    p.add_argument("--max-batches", type=int_at_least(1), default=None, help="measure on the first N batches only")
     p.add_argument("--tsne", action="store_true", help="also plot a t-SNE of image and text features")
-    p.add_argument("--tsne-images", type=int, default=1000, help="test images in the t-SNE (first N)")
+    p.add_argument("--tsne-images", type=int_at_least(2), default=1000, help="test images in the t-SNE (first N)")
     p.add_argument("--verbose", action="store_true", help="show the trainers' logs")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ... (e.g. DATASET.ROOT /data)")
     return p
@@ -500,6 +502,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: config overrides must be KEY VALUE pairs, got {args.opts}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from engine.errors import user_error_types
     from engine.utils import CheckpointError
 
     out = Path(args.out).expanduser().resolve()
@@ -507,7 +510,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         for i, run_dir in enumerate(args.model_dir):
             records.append(analyse_run(i, Path(run_dir).expanduser().resolve(), out, args))
-    except (AnalysisError, CheckpointError, FileNotFoundError, KeyError) as e:
+    except (AnalysisError, CheckpointError, FileNotFoundError, KeyError, *user_error_types()) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     if len(records) > 1:

@@ -27,6 +27,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from tools.cli import int_at_least
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINERS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "MaPLe", "IVLP", "VPT", "RESTORE", "APLe", "LAMM", "Nemesis")
 PRECISIONS = ("fp16", "bf16", "amp")
@@ -161,10 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.gpu_check", description=__doc__.split("\n\n")[0])
     p.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=TRAINERS)
     p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
-    p.add_argument("--steps", type=int, default=20, help="training steps per trainer and precision")
-    p.add_argument("--eval-images", type=int, default=2000, help="images per evaluation")
+    p.add_argument("--steps", type=int_at_least(1), default=20, help="training steps per trainer and precision")
+    p.add_argument("--eval-images", type=int_at_least(1), default=2000, help="images per evaluation")
     p.add_argument("--backbone", default="random:ViT-B-16")
-    p.add_argument("--size", type=int, default=224, help="input size in pixels")
+    p.add_argument("--size", type=int_at_least(1), default=224, help="input size in pixels")
     p.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "gpu-check-data"),
                    help="where the toy images are rendered")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="extra KEY VALUE config options (last)")
@@ -176,7 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args.device = str(require_cuda())
     except NoCudaError as e:
-        print(f"gpu_check: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     from engine.utils import setup_logger
 

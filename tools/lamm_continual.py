@@ -35,6 +35,7 @@ import torch
 
 import train
 from engine.utils import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
+from tools.cli import int_at_least
 from trainers.lamm import LABEL_PREFIX, META_KEY
 
 logger = logging.getLogger("lamm_continual")
@@ -47,15 +48,24 @@ class ContinualError(ValueError):
     pass
 
 
+class TrainFailed(Exception):
+    """A ``train.py`` step stopped with a non-zero status; it has printed its own message."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.lamm_continual", description=__doc__.split("\n")[0])
     p.add_argument("--root", required=True, help="dataset root ($DATA)")
     p.add_argument("--dataset-config-file", default="", help="dataset config, e.g. configs/datasets/oxford_pets.yaml")
     p.add_argument("--config-file", required=True, help="LAMM config, e.g. configs/trainers/LAMM/"
                                                        "continual_vit_b16_ep50_ctxv1.yaml")
     p.add_argument("--output-dir", required=True, help="folder of the whole experiment (set1, set2, merged, union)")
     p.add_argument("--seed", type=int, default=1, help="random seed of both runs (0 is a seed)")
-    p.add_argument("--shots", type=int, default=16, help="shots per class (DATASET.NUM_SHOTS), 16 as in the paper")
+    p.add_argument("--shots", type=int_at_least(1), default=16,
+                   help="shots per class (DATASET.NUM_SHOTS), 16 as in the paper")
     p.add_argument("--backbone", default="", help="CLIP backbone (default: the config's)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return p
@@ -75,7 +85,7 @@ def train_argv(args, output_dir: str, subsample: str, *extra: str) -> List[str]:
 def run_train(argv: Sequence[str]) -> None:
     code = train.main(list(argv))
     if code != 0:
-        raise ContinualError(f"python train.py {' '.join(argv)} failed with exit code {code}; see the message above.")
+        raise TrainFailed(code)
 
 
 def final_checkpoint(run_dir: str) -> str:
@@ -138,7 +148,9 @@ def main(argv=None) -> int:
                              "--load-epoch", str(merged["epoch"]), "--force"))
     except ContinualError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
+    except TrainFailed as e:  # train.py printed its one-line error
+        return e.code
     summary = {"set1_accuracy": accuracy(os.path.join(out, "set1")),
                "set2_accuracy": accuracy(os.path.join(out, "set2")),
                "union_accuracy": accuracy(union),

@@ -30,6 +30,7 @@ import itertools
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -46,6 +47,8 @@ from PIL import Image
 
 from clip import toyclip
 from datasets import toy_world
+from engine.utils.checkpoint import atomic_torch_save
+from tools.cli import int_at_least
 
 ZERO_SHOT_TEMPLATE = "a photo of a {}."
 
@@ -146,24 +149,52 @@ def train(args) -> torch.nn.Module:
     return model.eval()
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tools.pretrain_toyclip", description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=1300)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int_at_least(1), default=1300)
+    parser.add_argument("--batch-size", type=int_at_least(2), default=128, help="pairs per contrastive batch")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--warmup", type=int_at_least(0), default=50)
     parser.add_argument("--weight-decay", type=float, default=0.1)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (results depend on it)")
-    parser.add_argument("--log-every", type=int, default=25)
+    parser.add_argument("--threads", type=int_at_least(1), default=2, help="torch CPU threads (results depend on it)")
+    parser.add_argument("--log-every", type=int_at_least(1), default=25)
     parser.add_argument("--out", default=str(toyclip.DEFAULT_PATH))
     parser.add_argument("--rescore", action="store_true",
                         help="re-evaluate the checkpoint at --out zero-shot on every toy benchmark; no training")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def check_out(path: Path, rescore: bool) -> None:
+    """Refuse before any work: ``--rescore`` needs a toyclip checkpoint at ``path``, training a writable folder."""
+    if rescore:
+        toyclip.create_toyclip(path)  # FileNotFoundError / ValueError saying how to make one
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"Cannot create the folder of --out {path} ({e.strerror or e}); choose another --out.") from None
+    if path.is_dir() or not os.access(path.parent, os.W_OK):
+        raise OSError(f"Cannot write --out {path}: choose a writable file path.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_out(Path(args.out), args.rescore)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     if args.rescore:
-        return rescore(Path(args.out))
+        rescore(Path(args.out))
+        return 0
+    pretrain(args)
+    return 0
+
+
+def pretrain(args: argparse.Namespace) -> dict:
+    """Train, evaluate zero-shot and save to ``args.out``; returns the checkpoint's ``meta``."""
     start = time.time()
     model = train(args)
     train_time = time.time() - start
@@ -188,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(toyclip.compact_state(model, meta), out)
+    atomic_torch_save(toyclip.compact_state(model, meta), str(out))
     reloaded = toyclip.create_toyclip(out).state_dict()
     mismatched = [k for k, v in model.state_dict().items() if not torch.equal(v, reloaded[k])]
     if mismatched:
@@ -221,4 +252,4 @@ def rescore(path: Path) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

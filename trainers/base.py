@@ -14,6 +14,7 @@ overrides ``text_prompts``/``vision_prompts`` or ``logits`` when its prompts are
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -30,6 +31,8 @@ from .precision import PRECISIONS, Precision
 from .prompt_types import TextPrompts, VisionPrompts
 from .released import drop_class_buffers
 from .templates import config_template
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 logger = logging.getLogger(__name__)
 
@@ -120,11 +123,14 @@ class PromptTrainer(TrainerX):
         return optim, sched
 
     def check_input_size(self, backbone: clip.CLIPBackbone) -> None:
-        size = self.cfg.INPUT.SIZE[0]
-        if backbone.is_vit and size != backbone.image_size:
-            raise ValueError(f"INPUT.SIZE is {tuple(self.cfg.INPUT.SIZE)} but {backbone.name} takes "
-                             f"{backbone.image_size}x{backbone.image_size} images; set INPUT.SIZE "
-                             f"({backbone.image_size}, {backbone.image_size}).")
+        """A ViT takes images of its own size only (its positional embedding has one entry per patch)."""
+        size, n = tuple(self.cfg.INPUT.SIZE), backbone.image_size
+        if backbone.is_vit and size[0] != n:
+            toy_config = f"configs/trainers/{self.cfg.TRAINER.NAME}/toy.yaml"
+            hint = (f", or use its config {toy_config}" if backbone.name == "toyclip"
+                    and (REPO_ROOT / toy_config).is_file() else "")
+            raise clip.BackboneError(f"INPUT.SIZE is {size} but {backbone.name} takes {n}x{n} images: add "
+                                     f'INPUT.SIZE "({n}, {n})" to the command{hint}.')
 
     def build_prompt_learner(self, backbone: clip.CLIPBackbone, classnames: List[str]) -> nn.Module:
         raise NotImplementedError

@@ -10,6 +10,7 @@ from typing import List
 
 import clip
 from engine import TRAINER_REGISTRY
+from engine.errors import UserError
 
 from .base import PromptTrainer, clip_logits
 from .precision import Precision
@@ -35,6 +36,7 @@ class ZeroshotCLIP(PromptTrainer):
         cfg = self.cfg
         self.classnames = [c.replace("_", " ") for c in self.dm.dataset.classnames]
         backbone = clip.load(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.CACHE_DIR or None)
+        self.check_input_size(backbone)
         self.precision = Precision(self.node.PREC, self.device)
         self.clip_model = self.precision.prepare_backbone(backbone)
         self.logit_scale = self.clip_model.logit_scale
@@ -43,7 +45,7 @@ class ZeroshotCLIP(PromptTrainer):
         self.text_weights = self.zeroshot_text_features(self.templates())  # [C, D]
 
     def train(self):
-        raise RuntimeError("ZeroshotCLIP has nothing to train: run it with --eval-only.")
+        raise UserError("ZeroshotCLIP has nothing to train: run it with --eval-only.")
 
     def before_test(self):
         pass
