@@ -140,7 +140,7 @@ def unchanged_fraction(before, after):
 
 
 def environment():
-    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    return {"torch": str(torch.__version__), "cpu_capability": str(torch.backends.cpu.get_cpu_capability())}
 
 
 def official_commit(name):
