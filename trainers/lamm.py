@@ -137,7 +137,8 @@ class LAMMTrainer(PromptTrainer):
         cfg.TRAINER.LAMM.CSC_WITH_INIT = "shared"  # CSC with CTX_INIT: shared (released, CSC ignored) or per_class
         cfg.TRAINER.LAMM.CLASS_TOKEN_POSITION = "end"  # end, middle or front (clip/coop; the code supports end)
         cfg.TRAINER.LAMM.PROMPT_DEPTH = 9  # maple: layers with prompts (MaPLe's default)
-        cfg.TRAINER.LAMM.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+        cfg.TRAINER.LAMM.PREC = "fp16"  # fp16, bf16, amp or fp32 (fp32 on CPU unless MODEL.HALF_ON_CPU)
+        cfg.TRAINER.LAMM.MASTER_WEIGHTS = "fp16"  # PREC fp16 only: fp16 = official arithmetic, fp32 = fp32 masters
         cfg.TRAINER.LAMM.LABEL_TOKENS = "min_len"  # min_len (released code) or all (every name token, paper)
         cfg.TRAINER.LAMM.RANDOM_INIT = False  # label tokens from N(0, 0.02^2); the L_WC anchor is that draw
         cfg.TRAINER.LAMM.MAPLE_LABEL_SLOT = "released"  # maple: released ("of" slot, 1 token) or name (replace it)
@@ -227,8 +228,8 @@ class LAMMTrainer(PromptTrainer):
         n = self.node
         image_features = self.image_features(images)
         t, t0 = self.text_feature_pair()
-        z = clip_logits(image_features, t, self.logit_scale)
-        z0 = clip_logits(image_features, t0, self.logit_scale)
+        z = clip_logits(image_features, t, self.logit_scale, self.precision.head_dtype)
+        z0 = clip_logits(image_features, t0, self.logit_scale, self.precision.head_dtype)
         terms = {
             "ce": F.cross_entropy(z, labels),
             "wc": self.labels.consolidation_loss(),
