@@ -188,7 +188,7 @@ def schedule_lrs(t, n_steps: int) -> List[float]:
 
 
 def warmup_unchanged(t, case: str, ctx: str = "prompt_learner.ctx") -> float:
-    """Fraction of ``ctx`` unchanged by the trainer's own first ``forward_backward`` (the warm-up LR) from ``params0``."""
+    """Fraction of ``ctx`` unchanged by the trainer's own first ``forward_backward`` (warm-up LR) from ``params0``."""
     fx = fixture(case)
     load_params(t, method_of(case), fx["params0"])
     before = tensor(t, case, ctx).detach().clone()
@@ -199,7 +199,7 @@ def warmup_unchanged(t, case: str, ctx: str = "prompt_learner.ctx") -> float:
 
 
 def step_outputs(t, case: str) -> Dict[str, tuple]:
-    """Per step: train-mode loss and logits from the parameters the official step started from; eval logits at the end."""
+    """Per step: train-mode loss and logits from the parameters the official step started from; then eval logits."""
     fx = fixture(case)
     out = {}
     start = fx["params0"]

@@ -1,5 +1,5 @@
-"""Official fp16 CoOp / CoCoOp runs (KaiyangZhou/CoOp trainers/coop.py, trainers/cocoop.py on KaiyangZhou/Dassl.pytorch):
-5 optimiser steps (1 batch per epoch, 5 epochs: the constant warm-up epoch at 1e-5, then cosine), PREC fp16, the
+"""Official fp16 CoOp / CoCoOp runs (KaiyangZhou/CoOp trainers/coop.py, trainers/cocoop.py on
+KaiyangZhou/Dassl.pytorch): 5 optimiser steps (1 batch per epoch, 5 epochs: the constant warm-up epoch at 1e-5, then cosine), PREC fp16, the
 tiny CLIP built by the official build_model (fp16), on CPU. Usage: python gen_fp16_coop.py {coop|cocoop}
 Format: tests/data/golden/README.md, "fp16 fixtures"."""
 import importlib
