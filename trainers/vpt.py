@@ -33,6 +33,7 @@ class VPT(PromptTrainer):
     CFG_NODE = "VPT"
     MODEL_NAME = "prompt_learner"  # the released registered name
     NEEDS_VIT = True
+    OFFICIAL_FP32_PARAMS = ("",)  # every prompt is an fp32 parameter in the released VPT
 
     @staticmethod
     def extend_cfg(cfg):
@@ -59,8 +60,6 @@ class VPT(PromptTrainer):
         if precision.official_fp16:  # the released load_clip_to_cpu returns model.float()
             precision.backbone_dtype = precision.head_dtype = torch.float32
         return precision
-
-    OFFICIAL_FP32_PARAMS = ("",)  # every prompt is an fp32 parameter in the released VPT
 
     def vision_prompts(self) -> VisionPrompts:
         v = self.prompt_learner()
