@@ -124,6 +124,9 @@ def build_maple_learner(trainer: "LAMMTrainer", backbone, classnames: List[str])
 @TRAINER_REGISTRY.register("LAMM")
 class LAMMTrainer(PromptTrainer):
     CFG_NODE = "LAMM"
+    # official fp16 (LAMM trainers/coop.py, maple.py PromptLearner): ctx and the label tokens token_classes in
+    # clip_model.dtype, MaPLe's proj .half(); MaPLe's compound prompts and projections stay fp32 (cast at each block)
+    OFFICIAL_FP32_PARAMS = ("prompt.compound_prompts_text", "prompt.compound_prompt_projections")
 
     @staticmethod
     def extend_cfg(cfg):
