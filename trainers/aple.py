@@ -96,6 +96,9 @@ class APLeTrainer(PromptTrainer):
     MODEL_NAME = "text_prompt_learner"
     VISION_NAME = "vision_prompt_learner"
     NEEDS_VIT = True
+    # no official code: under the official fp16 reading its IVLP prompts take IVLP's dtypes (ctx fp16, deep text
+    # prompts fp32; the vision learner below stays fp32, as IVLP's VPT prompts)
+    OFFICIAL_FP32_PARAMS = ("deep_text", "vision")
 
     @staticmethod
     def extend_cfg(cfg):
