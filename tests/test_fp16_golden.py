@@ -20,6 +20,7 @@ Every case in ``CASES`` must have its file: a missing fixture fails, naming the 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 from pathlib import Path
@@ -42,7 +43,7 @@ CASES = {
     "nemesis": ("Nemesis", "COOP", "gen_fp16_nemesis.py"),
 }
 FP16_ULP_AT_1 = 2.0 ** -10  # spacing of fp16 numbers in [1, 2)
-LOGIT_ULPS = 16  # measured worst case 7 ulps (README "fp16 fixtures"), x ~2 headroom
+LOGIT_ULPS = 32  # measured worst case 12.2 ulps (RESTORE; 7.5 elsewhere, README "fp16 fixtures"), x 2.6 headroom
 WARMUP_TOLERANCE = 0.03  # |fraction - official|: measured <= 0.008 (README "fp16 fixtures"), x ~4 headroom
 ARITHMETIC = ("param_dtypes", "replay_params", "replay_optim_state", "warmup_unchanged")
 
@@ -66,7 +67,7 @@ def fp16_tolerance(quantity: str, expected: torch.Tensor, step: dict) -> float:
     """Logits: ``LOGIT_ULPS`` fp16 ulps at max|expected|. Every fp16 op rounds its output to half an ulp, and two
     correct fp16 implementations (the official ``clip/model.py`` and open_clip's blocks: other attention and
     LayerNorm kernels) differ by about an ulp per rounding; the cosines reach the logits through the head's fp16
-    normalisation and the scale ``s = 100``, so the difference is a few ulps of the logits (measured <= 7).
+    normalisation and the scale ``s = 100``, so the difference is a few ulps of the logits (measured <= 12.2).
     Loss: the cross-entropy's gradient w.r.t. the logits has an l1 norm <= 2, so ``|d loss| <= 2 max|d z|``: twice
     the logits' tolerance of the same step, plus one ulp of the loss's own fp16 rounding."""
     if quantity.startswith("loss"):
@@ -145,11 +146,17 @@ def env(tmp_path_factory):
 
 # ---- the computations ----------------------------------------------------------------------------------------------
 def method_of(case: str) -> str:
-    return fixture(case)["method"]
+    return CASES[case][0]
 
 
 def tensor(t, case: str, official: str) -> torch.Tensor:
     return project_tensor(t, project_name(method_of(case), official))
+
+
+def step_batch(fx: dict, i: int):
+    """Step ``i``'s ``(images, labels)``: its own, or the fixture's when every step used the same batch."""
+    step = fx["steps"][i]
+    return (step["images"], step["labels"]) if "images" in step else (fx["images"], fx["labels"])
 
 
 def optimisers(t) -> List[torch.optim.Optimizer]:
@@ -203,12 +210,33 @@ def warmup_unchanged(t, case: str, ctx: str = "prompt_learner.ctx") -> float:
     before = tensor(t, case, ctx).detach().clone()
     t.set_model_mode("train")
     t.batch_idx, t.num_batches = 0, 1
-    t.forward_backward({"img": fx["steps"][0]["images"], "label": fx["steps"][0]["labels"]})
+    images, labels = step_batch(fx, 0)
+    t.forward_backward({"img": images, "label": labels})
     return float((tensor(t, case, ctx).detach() == before).float().mean())
+
+
+@contextlib.contextmanager
+def official_state(t, case: str):
+    """What the official run fixed besides parameters and inputs: Nemesis' epoch (for omega) and its PAN positions
+    (``random.sample`` patched in the official run, ``trainers.nemesis.sample_positions`` here)."""
+    fx = fixture(case)
+    with pytest.MonkeyPatch.context() as mp:
+        if CASES[case][0] == "Nemesis":
+            import trainers.nemesis as nemesis
+
+            positions = fx["config"]["positions (random.sample patched)"]
+            mp.setattr(nemesis, "sample_positions", lambda n_ctx, n, gen: torch.tensor(positions[:n]))
+            t.epoch, t.max_epoch = fx["config"]["epoch"], fx["config"]["OPTIM.MAX_EPOCH"]
+        yield
 
 
 def step_outputs(t, case: str) -> Dict[str, tuple]:
     """Per step: train-mode loss and logits from the parameters the official step started from; then eval logits."""
+    with official_state(t, case):
+        return _step_outputs(t, case)
+
+
+def _step_outputs(t, case: str) -> Dict[str, tuple]:
     fx = fixture(case)
     out = {}
     start = fx["params0"]
@@ -216,7 +244,7 @@ def step_outputs(t, case: str) -> Dict[str, tuple]:
         load_params(t, method_of(case), start)
         t.set_model_mode("train")
         with torch.no_grad():
-            loss, logits, _ = t.compute_loss(step["images"], step["labels"])
+            loss, logits, _ = t.compute_loss(*step_batch(fx, i))
         out[f"loss[{i}]"] = (loss, step["loss"])
         out[f"logits[{i}]"] = (logits, step["logits"])
         start = step["params"]
@@ -265,7 +293,9 @@ def quantities(case: str) -> List[str]:
     if not (FP16 / f"{case}.pt").is_file():
         return ["fixture_present"]
     fx = fixture(case)
-    names = ["trainable_names", "schedule"] + [q for q in ARITHMETIC if q != "warmup_unchanged"]
+    # the multi-step runs went through Dassl's schedule; the one-step fixtures step at OPTIM.LR (their lr_note)
+    names = ["trainable_names"] + (["schedule"] if len(fx["steps"]) > 1 else [])
+    names += [q for q in ARITHMETIC if q != "warmup_unchanged"]
     if "frozen_changed_elements_warmup" in fx:
         names.append("warmup_unchanged")
     names += [f"loss[{i}]" for i in range(len(fx["steps"]))] + [f"logits[{i}]" for i in range(len(fx["steps"]))]
