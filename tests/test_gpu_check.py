@@ -28,3 +28,24 @@ def test_one_check_end_to_end_on_cpu(tmp_path, trainer):
     # a disagreeing reference fails the check, and says by how much
     bad = gpu_check.check_one(trainer, "fp16", ref + 5.0, args)
     assert bad["failures"] and "differ from fp32" in bad["failures"][0]
+
+
+def test_two_readings_of_fp16_and_their_drift_on_cpu(tmp_path):
+    """``fp16`` and ``fp16-m32`` build the two readings (MASTER_WEIGHTS fp16 / fp32); with ``MODEL.HALF_ON_CPU``
+    they run in half precision here, and the drift against the fp32 trainer after the same steps is reported."""
+    opts = ["MODEL.BACKBONE.CACHE_DIR", str(tmp_path / "cache"), "MODEL.HALF_ON_CPU", "True"]
+    args = argparse.Namespace(device="cpu", root=str(tmp_path / "data"), backbone=TINY_VIT, size=32, steps=2,
+                              eval_images=20, opts=opts)
+    ref = gpu_check.build("CoOp", "fp32", args.root, args.backbone, args.size, opts=opts)
+    before = gpu_check.probe_logits(ref)
+    gpu_check.train_steps(ref, args.steps)
+    after = gpu_check.probe_logits(ref)
+    rows = {}
+    for reading, dtype in (("fp16", torch.float16), ("fp16-m32", torch.float32)):
+        t = gpu_check.build("CoOp", reading, args.root, args.backbone, args.size, opts=opts)
+        assert t.prompt_learner.ctx.dtype == dtype and t.clip_model.dtype == torch.float16
+        rows[reading] = gpu_check.check_one("CoOp", reading, before, args, after)
+    for row in rows.values():
+        assert row["failures"] == [] and 0 < row["cosine_drift"] < 1e-1
+        assert "cos drift after steps" in gpu_check.format_row(row)
+    assert rows["fp16"]["cosine_drift"] != rows["fp16-m32"]["cosine_drift"]

@@ -96,6 +96,9 @@ class APLeTrainer(PromptTrainer):
     MODEL_NAME = "text_prompt_learner"
     VISION_NAME = "vision_prompt_learner"
     NEEDS_VIT = True
+    # no official code: under the official fp16 reading its IVLP prompts take IVLP's dtypes (ctx fp16, deep text
+    # prompts fp32; the vision learner below stays fp32, as IVLP's VPT prompts)
+    OFFICIAL_FP32_PARAMS = ("deep_text", "vision")
 
     @staticmethod
     def extend_cfg(cfg):
@@ -107,7 +110,8 @@ class APLeTrainer(PromptTrainer):
         cfg.TRAINER.APLE.PROMPT_DEPTH_TEXT = 9  # text blocks 0..J-1 hold prompts
         cfg.TRAINER.APLE.PROMPT_DEPTH_VISION = 9  # vision blocks 0..J-1 hold prompts
         cfg.TRAINER.APLE.CTX_INIT = "a photo of a"  # first N_CTX_TEXT tokens initialise ctx; the rest stays fixed text
-        cfg.TRAINER.APLE.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+        cfg.TRAINER.APLE.PREC = "fp16"  # fp16, bf16, amp or fp32 (fp32 on CPU unless MODEL.HALF_ON_CPU)
+        cfg.TRAINER.APLE.MASTER_WEIGHTS = "fp16"  # PREC fp16 only: fp16 = official arithmetic, fp32 = fp32 masters
         cfg.TRAINER.APLE.STAGES = ("text", "vision", "joint")  # per-batch updates, in order (see the docstring)
         cfg.TRAINER.APLE.KD_WEIGHT_TEXT = 0.5  # weight of KD in the text step (draft: 0.5)
         cfg.TRAINER.APLE.KD_WEIGHT_VISION = 0.4  # weight of KD in the vision step (draft: 0.4)

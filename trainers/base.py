@@ -1,7 +1,8 @@
 """``PromptTrainer``: everything CoOp-family trainers share, so a method file states only what is new.
 
     build_model:  backbone = clip.load(MODEL.BACKBONE.NAME)           frozen, precision per PREC
-                  prompt_learner = self.build_prompt_learner(...)    trainable, fp32, registered
+                  prompt_learner = self.build_prompt_learner(...)    trainable, registered; fp32, or under the
+                                   official fp16 reading fp16 except OFFICIAL_FP32_PARAMS (trainers/precision.py)
     logits:       image_features(images) [B, D], text_features() [C, D] -> logit_scale * norm(img) @ norm(txt).T
     training:     compute_loss(images, labels) -> (loss, logits, {term: value}); default cross-entropy
     evaluation:   text features that do not depend on the image are computed once per evaluation
@@ -27,7 +28,7 @@ from engine.metrics import compute_accuracy
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.utils import load_pretrained_weights
 
-from .precision import PRECISIONS, Precision
+from .precision import Precision, check_precision
 from .prompt_types import TextPrompts, VisionPrompts
 from .released import drop_class_buffers
 from .templates import config_template
@@ -37,16 +38,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger(__name__)
 
 
-def clip_logits(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """CLIP's head: ``s * norm(f_img) @ norm(f_txt).T`` in fp32.
+def clip_logits(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """CLIP's head: ``(s * norm(f_img)) @ norm(f_txt).T`` in ``dtype`` (fp32; fp16 in the official fp16 reading).
 
     ``image_features [B, D]`` with ``text_features [C, D]`` -> ``[B, C]``; per-image text features ``[B, C, D]``
-    (CoCoOp) -> ``[B, C]`` as well.
+    (CoCoOp) -> ``[B, C]`` as well. The official order (CoOp ``CustomCLIP.forward``: ``logit_scale * image_features
+    @ text_features.t()``): the fp32 scale ``s`` multiplies the normalised image features, whose dtype it keeps.
     """
-    img = F.normalize(image_features.float(), dim=-1)
-    txt = F.normalize(text_features.float(), dim=-1)
+    img = F.normalize(image_features.to(dtype), dim=-1)
+    txt = F.normalize(text_features.to(dtype), dim=-1)
     if txt.dim() == 3:
-        return logit_scale * torch.einsum("bd,bcd->bc", img, txt)
+        return torch.einsum("bd,bcd->bc", logit_scale * img, txt)
     return logit_scale * img @ txt.t()
 
 
@@ -71,15 +74,21 @@ class PromptTrainer(TrainerX):
     CFG_NODE = ""  # the TRAINER.<NODE> config node of the subclass
     MODEL_NAME = "prompt_learner"  # the registered name (Dassl layout: <output>/<name>/model.pth.tar-<E>)
     NEEDS_VIT = False  # True for trainers that prompt the vision transformer
+    # Learner parameters (name prefixes) that the official code leaves fp32 under PREC fp16; all others are fp16
+    # there (created in clip_model.dtype or cast with .half()). Read only under the official fp16 reading.
+    OFFICIAL_FP32_PARAMS: Tuple[str, ...] = ()
 
     @property
     def node(self):
         return self.cfg.TRAINER[self.CFG_NODE]
 
     def check_cfg(self, cfg):
-        prec = cfg.TRAINER[self.CFG_NODE].PREC
-        if prec not in PRECISIONS:
-            raise ValueError(f'TRAINER.{self.CFG_NODE}.PREC is "{prec}"; choose one of {", ".join(PRECISIONS)}.')
+        node = cfg.TRAINER[self.CFG_NODE]
+        check_precision(f"TRAINER.{self.CFG_NODE}", node.PREC, node.MASTER_WEIGHTS)
+
+    def build_precision(self) -> Precision:
+        """The precision policy of ``TRAINER.<NODE>.PREC`` / ``MASTER_WEIGHTS`` and ``MODEL.HALF_ON_CPU``."""
+        return Precision(self.node.PREC, self.device, self.node.MASTER_WEIGHTS, self.cfg.MODEL.HALF_ON_CPU)
 
     # ---- construction --------------------------------------------------------------------------------------
     def build_model(self):
@@ -90,14 +99,15 @@ class PromptTrainer(TrainerX):
         if self.NEEDS_VIT:
             backbone.require_vit(type(self).__name__)
         self.check_input_size(backbone)
-        self.precision = Precision(self.node.PREC, self.device)
+        self.precision = self.build_precision()
         self.clip_model = self.prepare_backbone(backbone)
         self.logit_scale = self.clip_model.logit_scale
         self._zs_cache: Dict[Tuple, torch.Tensor] = {}
         self._eval_text_features: Optional[torch.Tensor] = None
 
         logger.info("Building the prompt learner")
-        learner = self.build_prompt_learner(self.clip_model, self.classnames).float().to(self.device)
+        learner = self.precision.prepare_learner(self.build_prompt_learner(self.clip_model, self.classnames),
+                                                 self.OFFICIAL_FP32_PARAMS)
         if cfg.MODEL.INIT_WEIGHTS:
             load_pretrained_weights(learner, cfg.MODEL.INIT_WEIGHTS)
         self.prompt_learner = learner
@@ -162,7 +172,7 @@ class PromptTrainer(TrainerX):
         """``[B, C]`` logits from ``image_features [B, D]``; in evaluation the text side comes from the
         per-evaluation cache."""
         text = self._eval_text_features if self._eval_text_features is not None else self.text_features()
-        return clip_logits(image_features, text, self.logit_scale)
+        return clip_logits(image_features, text, self.logit_scale, self.precision.head_dtype)
 
     # ---- frozen zero-shot knowledge ------------------------------------------------------------------------
     def zeroshot_text_features(self, templates: Optional[Sequence[str]] = None,

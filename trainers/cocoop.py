@@ -11,6 +11,11 @@ gives the same logits (tests/test_baselines.py) with fewer, larger calls.
 
 Keys ``TRAINER.COCOOP.*`` (CoOp's ``extend_cfg``): ``N_CTX`` (16), ``CTX_INIT`` (""), ``PREC`` (fp16), and
 ``TEXT_CHUNK`` (this project: prompts per text-encoder call, bounding memory).
+
+Official fp16 (``PREC fp16``, ``MASTER_WEIGHTS fp16``): ``ctx`` is created in ``clip_model.dtype`` and the meta-net
+is ``.half()`` (``PromptLearner.__init__``), so the whole learner is fp16; the image features are normalised in
+fp16 and fed to the meta-net as they are; logits ``logit_scale * imf_i @ text_features.t()`` and the cross-entropy
+are fp16 (``CustomCLIP.forward``).
 """
 from __future__ import annotations
 
@@ -80,7 +85,8 @@ class CoCoOp(PromptTrainer):
         cfg.TRAINER.COCOOP = CN()
         cfg.TRAINER.COCOOP.N_CTX = 16  # number of context vectors (overridden by the word count of CTX_INIT)
         cfg.TRAINER.COCOOP.CTX_INIT = ""  # initialisation phrase, e.g. "a photo of a"; "" = random N(0, 0.02)
-        cfg.TRAINER.COCOOP.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+        cfg.TRAINER.COCOOP.PREC = "fp16"  # fp16, bf16, amp or fp32 (fp32 on CPU unless MODEL.HALF_ON_CPU)
+        cfg.TRAINER.COCOOP.MASTER_WEIGHTS = "fp16"  # PREC fp16 only: fp16 = official arithmetic, fp32 = fp32 masters
         cfg.TRAINER.COCOOP.TEXT_CHUNK = 1000  # most prompts per text-encoder call (whole images; >= 1 image)
 
     def check_cfg(self, cfg):
@@ -106,5 +112,6 @@ class CoCoOp(PromptTrainer):
 
     def logits_from_features(self, image_features: torch.Tensor) -> torch.Tensor:
         """``[B, C]``: ``s * cos(f(x_b), g(t_c(x_b)))`` with each image's own prompts."""
-        image_features = F.normalize(image_features.float(), dim=-1)
-        return clip_logits(image_features, self.conditioned_text_features(image_features), self.logit_scale)
+        image_features = F.normalize(self.precision.head(image_features), dim=-1)
+        return clip_logits(image_features, self.conditioned_text_features(image_features), self.logit_scale,
+                           self.precision.head_dtype)

@@ -8,6 +8,12 @@ context), ``CLASS_TOKEN_POSITION`` (end | middle | front), ``PREC`` (fp16 | bf16
 words (``CSC_WITH_INIT shared``, default, logged as a warning; the checkpoint's ``ctx`` is ``[n_ctx, d_t]`` as
 official); ``CSC_WITH_INIT per_class`` gives each class its own context initialised from the words.
 The class-name buffers are not saved, so a learned context loads onto any class set (base -> new).
+
+Official fp16 (``PREC fp16``, ``MASTER_WEIGHTS fp16``; ``trainers/precision.py``): ``ctx_vectors`` is created in
+``clip_model.dtype`` and the prefix/suffix embeddings are ``.type(dtype)`` (``PromptLearner.__init__``), so ``ctx``
+and the buffers are fp16; ``CustomCLIP.forward`` normalises the fp16 features in fp16 and the logits
+``logit_scale.exp() * image_features @ text_features.t()`` (fp32 scale times fp16) and the cross-entropy are fp16;
+Dassl's SGD steps the fp16 ``ctx`` with an fp16 momentum buffer.
 """
 from __future__ import annotations
 
@@ -93,7 +99,8 @@ class CoOp(PromptTrainer):
         cfg.TRAINER.COOP.N_CTX = 16  # number of context vectors (overridden by the word count of CTX_INIT)
         cfg.TRAINER.COOP.CSC = False  # class-specific context
         cfg.TRAINER.COOP.CTX_INIT = ""  # initialisation phrase, e.g. "a photo of a"; "" = random
-        cfg.TRAINER.COOP.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+        cfg.TRAINER.COOP.PREC = "fp16"  # fp16, bf16, amp or fp32 (fp32 on CPU unless MODEL.HALF_ON_CPU)
+        cfg.TRAINER.COOP.MASTER_WEIGHTS = "fp16"  # PREC fp16 only: fp16 = official arithmetic, fp32 = fp32 masters
         cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end, middle or front
         cfg.TRAINER.COOP.CSC_WITH_INIT = "shared"  # CSC with CTX_INIT: shared (official, CSC ignored) or per_class
 

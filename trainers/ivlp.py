@@ -105,9 +105,14 @@ class IVLP(PromptTrainer):
         cfg.TRAINER.IVLP.N_CTX_VISION = 2  # vision prompt tokens per block
         cfg.TRAINER.IVLP.N_CTX_TEXT = 2  # text context tokens per block
         cfg.TRAINER.IVLP.CTX_INIT = "a photo of a"  # first N_CTX_TEXT tokens initialise ctx; the rest stays fixed text
-        cfg.TRAINER.IVLP.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+        cfg.TRAINER.IVLP.PREC = "fp16"  # fp16, bf16, amp or fp32 (fp32 on CPU unless MODEL.HALF_ON_CPU)
+        cfg.TRAINER.IVLP.MASTER_WEIGHTS = "fp16"  # PREC fp16 only: fp16 = official arithmetic, fp32 = fp32 masters
         cfg.TRAINER.IVLP.PROMPT_DEPTH_VISION = 9  # vision blocks 0..J-1 hold prompts; 0 = language-only prompting
         cfg.TRAINER.IVLP.PROMPT_DEPTH_TEXT = 9  # text blocks 0..J-1 hold prompts (>= 1)
+
+    # official fp16: ctx in clip_model.dtype; the vision prompts (image_encoder.VPT) and every deep prompt (VPT_shallow)
+    # are fp32 parameters cast with .half() where they enter the blocks (clip/model.py)
+    OFFICIAL_FP32_PARAMS = ("deep_text", "vision")
 
     def build_prompt_learner(self, backbone, classnames):
         n = self.node

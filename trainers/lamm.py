@@ -124,6 +124,9 @@ def build_maple_learner(trainer: "LAMMTrainer", backbone, classnames: List[str])
 @TRAINER_REGISTRY.register("LAMM")
 class LAMMTrainer(PromptTrainer):
     CFG_NODE = "LAMM"
+    # official fp16 (LAMM trainers/coop.py, maple.py PromptLearner): ctx and the label tokens token_classes in
+    # clip_model.dtype, MaPLe's proj .half(); MaPLe's compound prompts and projections stay fp32 (cast at each block)
+    OFFICIAL_FP32_PARAMS = ("prompt.compound_prompts_text", "prompt.compound_prompt_projections")
 
     @staticmethod
     def extend_cfg(cfg):
@@ -137,7 +140,8 @@ class LAMMTrainer(PromptTrainer):
         cfg.TRAINER.LAMM.CSC_WITH_INIT = "shared"  # CSC with CTX_INIT: shared (released, CSC ignored) or per_class
         cfg.TRAINER.LAMM.CLASS_TOKEN_POSITION = "end"  # end, middle or front (clip/coop; the code supports end)
         cfg.TRAINER.LAMM.PROMPT_DEPTH = 9  # maple: layers with prompts (MaPLe's default)
-        cfg.TRAINER.LAMM.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+        cfg.TRAINER.LAMM.PREC = "fp16"  # fp16, bf16, amp or fp32 (fp32 on CPU unless MODEL.HALF_ON_CPU)
+        cfg.TRAINER.LAMM.MASTER_WEIGHTS = "fp16"  # PREC fp16 only: fp16 = official arithmetic, fp32 = fp32 masters
         cfg.TRAINER.LAMM.LABEL_TOKENS = "min_len"  # min_len (released code) or all (every name token, paper)
         cfg.TRAINER.LAMM.RANDOM_INIT = False  # label tokens from N(0, 0.02^2); the L_WC anchor is that draw
         cfg.TRAINER.LAMM.MAPLE_LABEL_SLOT = "released"  # maple: released ("of" slot, 1 token) or name (replace it)
@@ -227,8 +231,8 @@ class LAMMTrainer(PromptTrainer):
         n = self.node
         image_features = self.image_features(images)
         t, t0 = self.text_feature_pair()
-        z = clip_logits(image_features, t, self.logit_scale)
-        z0 = clip_logits(image_features, t0, self.logit_scale)
+        z = clip_logits(image_features, t, self.logit_scale, self.precision.head_dtype)
+        z0 = clip_logits(image_features, t0, self.logit_scale, self.precision.head_dtype)
         terms = {
             "ce": F.cross_entropy(z, labels),
             "wc": self.labels.consolidation_loss(),

@@ -12,6 +12,10 @@ Keys ``TRAINER.MAPLE.*`` (released ``extend_cfg``): ``N_CTX`` (2), ``CTX_INIT`` 
 ``PROMPT_DEPTH`` (9). The learner's parameter names are the released ``prompt_learner.*`` names (``ctx``, ``proj``,
 ``compound_prompts_text``, ``compound_prompt_projections``), and a released checkpoint (whole ``CustomCLIP``, keys
 prefixed ``prompt_learner.``) loads after the prefix is stripped (``load_model_state_dict``).
+
+Official fp16 (``PREC fp16``, ``MASTER_WEIGHTS fp16``): ``ctx`` in ``clip_model.dtype``, ``self.proj.half()``; the
+compound prompts and projections fp32, their outputs cast ``.half()`` at each block (``clip/model.py``
+``ResidualAttentionBlock_MaPLe.forward``); logits and cross-entropy fp16 (``CustomCLIP.forward``).
 """
 from __future__ import annotations
 
@@ -81,6 +85,9 @@ class MaPLe(PromptTrainer):
     CFG_NODE = "MAPLE"
     MODEL_NAME = "MultiModalPromptLearner"  # the released registered name (output/<name>/model.pth.tar-<E>)
     NEEDS_VIT = True
+    # official fp16: ctx (clip_model.dtype) and proj (.half()) are fp16; the compound prompts (torch.empty) and their
+    # projections (nn.Linear) stay fp32 and are cast with .half() where they enter the blocks (clip/model.py)
+    OFFICIAL_FP32_PARAMS = ("compound_prompts_text", "compound_prompt_projections")
 
     @staticmethod
     def extend_cfg(cfg):
@@ -89,7 +96,8 @@ class MaPLe(PromptTrainer):
         cfg.TRAINER.MAPLE = CN()
         cfg.TRAINER.MAPLE.N_CTX = 2  # number of learned context vectors per layer (text and, projected, vision)
         cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"  # first N_CTX tokens initialise ctx; the rest stays fixed text
-        cfg.TRAINER.MAPLE.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+        cfg.TRAINER.MAPLE.PREC = "fp16"  # fp16, bf16, amp or fp32 (fp32 on CPU unless MODEL.HALF_ON_CPU)
+        cfg.TRAINER.MAPLE.MASTER_WEIGHTS = "fp16"  # PREC fp16 only: fp16 = official arithmetic, fp32 = fp32 masters
         cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9  # J: blocks 0..J-1 of both towers hold prompts (1 = shallow MaPLe)
 
     def build_prompt_learner(self, backbone, classnames):

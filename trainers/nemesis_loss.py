@@ -29,8 +29,10 @@ def norm_order(name: str) -> float:
 
 
 def position_norms(ctx: torch.Tensor, norm: str = "two") -> torch.Tensor:
-    """``||P_j||_p`` over the embedding dimension: ``[M, d] -> [M]``, ``[C, M, d] -> [C, M]``."""
-    return torch.linalg.vector_norm(ctx.float(), ord=norm_order(norm), dim=-1)
+    """``||P_j||_p`` over the embedding dimension: ``[M, d] -> [M]``, ``[C, M, d] -> [C, M]``, in ``ctx``'s dtype
+    (fp16 under the official fp16 reading: the released ``torch.norm(self.model.prompt_learner.ctx, p=2, dim=-1)`` in
+    ``CoOpNemesis.normalize``; the fp32 ``pos_alpha`` then makes the weighted sum fp32)."""
+    return torch.linalg.vector_norm(ctx, ord=norm_order(norm), dim=-1)
 
 
 def weighted_norm(ctx: torch.Tensor, alpha: torch.Tensor, norm: str = "two") -> torch.Tensor:

@@ -116,7 +116,8 @@ class RestoreTrainer(MaPLe):
         cfg.TRAINER.RESTORE = CN()
         cfg.TRAINER.RESTORE.N_CTX = 2  # learned context vectors per block (text; vision through the coupling)
         cfg.TRAINER.RESTORE.CTX_INIT = "a photo of a"  # first N_CTX tokens initialise ctx; the rest stays fixed text
-        cfg.TRAINER.RESTORE.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+        cfg.TRAINER.RESTORE.PREC = "fp16"  # fp16, bf16, amp or fp32 (fp32 on CPU unless MODEL.HALF_ON_CPU)
+        cfg.TRAINER.RESTORE.MASTER_WEIGHTS = "fp16"  # PREC fp16 only: fp16 = official arithmetic, fp32 = fp32 masters
         cfg.TRAINER.RESTORE.PROMPT_DEPTH = 9  # J: blocks 0..J-1 of both towers hold prompts
         cfg.TRAINER.RESTORE.BASE = "maple"  # maple (coupled prompts, released) or ivlp (independent: IVLP+FSC)
         cfg.TRAINER.RESTORE.SHIFT = "gram"  # gram (released prompt Gram-norm proxy) or feature (paper's definition)
@@ -149,7 +150,9 @@ class RestoreTrainer(MaPLe):
     def build_model(self):
         super().build_model()
         n = self.node
-        self.surgery = SurgeryBlock(self.clip_model.embed_dim, n.TEXT_CALIB_R, n.VIS_CALIB_R).float().to(self.device)
+        # official fp16: Feature_Calibrator().half() (maple_fsa.py CustomCLIP.__init__); the ratios stay fp32
+        self.surgery = self.precision.prepare_learner(
+            SurgeryBlock(self.clip_model.embed_dim, n.TEXT_CALIB_R, n.VIS_CALIB_R), buffers=False)
         self.register_trainable(self.SURGERY, self.surgery)
         n_deep = n.PROMPT_DEPTH - 1
         self.fsc_reference = GramReference(n_deep, n_deep).to(self.device)
@@ -219,7 +222,8 @@ class RestoreTrainer(MaPLe):
         text, vision = self.text_prompts(), self.vision_prompts()
         t, v, t_hidden, v_hidden = self.encode(text, vision, images, self.shift.needs_hidden)
         s_text, s_vision = self.shift(text, vision, t_hidden, v_hidden, images)
-        logits = clip_logits(self.surgery.calibrate_vision(v), self.surgery.calibrate_text(t), self.logit_scale)
+        logits = clip_logits(self.surgery.calibrate_vision(v), self.surgery.calibrate_text(t), self.logit_scale,
+                             self.precision.head_dtype)
         ce = F.cross_entropy(logits, labels)
         fsc = fsc_loss(s_text, s_vision)
         return ce + self.node.FS_LOSS_R * fsc, logits, {"ce": ce, "fsc": fsc}

@@ -48,15 +48,21 @@ class SurgeryBlock(nn.Module):
 
     @staticmethod
     def _blend(features: torch.Tensor, adapter: FeedForwardAdapter, ratio: torch.Tensor) -> torch.Tensor:
-        f = features.float()
-        return f + ratio.to(f.dtype) * adapter(f)
+        """In the adapter's dtype: fp32, or fp16 under the official fp16 reading (``Feature_Calibrator().half()``),
+        where the released ``CustomCLIP.forward`` computes ``r * (f + FFN(LN(f))) + (1 - r) * f`` with ``r`` a
+        Python float."""
+        f = features.to(adapter.fc1.weight.dtype)
+        if f.dtype == torch.float32:
+            return f + ratio.to(f.dtype) * adapter(f)
+        r = float(ratio)
+        return r * (f + adapter(f)) + (1 - r) * f
 
     def calibrate_text(self, features: torch.Tensor) -> torch.Tensor:
-        """``f + r_text * FFN_text(LN(f))`` for text features ``[C, D]`` (or ``[B, C, D]``), fp32."""
+        """``f + r_text * FFN_text(LN(f))`` for text features ``[C, D]`` (or ``[B, C, D]``), in the adapter's dtype."""
         return self._blend(features, self.text, self.text_ratio)
 
     def calibrate_vision(self, features: torch.Tensor) -> torch.Tensor:
-        """``f + r_vision * FFN_vision(LN(f))`` for image features ``[B, D]``, fp32."""
+        """``f + r_vision * FFN_vision(LN(f))`` for image features ``[B, D]``, in the adapter's dtype."""
         return self._blend(features, self.vision, self.vision_ratio)
 
     @torch.no_grad()

@@ -9,7 +9,10 @@ Keys ``TRAINER.VPT.*`` (released ``extend_cfg``): ``N_CTX_VISION`` (2), ``CTX_IN
 compatibility, the released trainer never reads it: the text template is fixed), ``PREC`` (fp16),
 ``PROMPT_DEPTH_VISION`` (1 = shallow VPT; the released ``..._4`` config uses 12 with 8 tokens).
 Precision note: the released trainer casts CLIP to fp32 whatever ``PREC`` says (``load_clip_to_cpu`` returns
-``model.float()``), so the published VPT numbers come from an fp32 CLIP; ``PREC fp32`` reproduces that exactly.
+``model.float()``), so the published VPT numbers come from an fp32 CLIP. Its official fp16 reading (``PREC fp16``,
+``MASTER_WEIGHTS fp16``) is therefore an fp32 CLIP, fp32 prompts and head, with the prompts rounded to fp16 where
+they enter the vision tower (``.half()`` in ``clip/model.py`` ``VisionTransformer_VPT.forward`` and
+``ResidualAttentionBlock_IVLP.forward``, then concatenated with the fp32 tokens).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ class VPT(PromptTrainer):
     CFG_NODE = "VPT"
     MODEL_NAME = "prompt_learner"  # the released registered name
     NEEDS_VIT = True
+    OFFICIAL_FP32_PARAMS = ("",)  # every prompt is an fp32 parameter in the released VPT
 
     @staticmethod
     def extend_cfg(cfg):
@@ -38,7 +42,8 @@ class VPT(PromptTrainer):
         cfg.TRAINER.VPT = CN()
         cfg.TRAINER.VPT.N_CTX_VISION = 2  # vision prompt tokens per block
         cfg.TRAINER.VPT.CTX_INIT = "a photo of a"  # unused (as released): the text side is the fixed template
-        cfg.TRAINER.VPT.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+        cfg.TRAINER.VPT.PREC = "fp16"  # fp16, bf16, amp or fp32 (fp32 on CPU unless MODEL.HALF_ON_CPU)
+        cfg.TRAINER.VPT.MASTER_WEIGHTS = "fp16"  # PREC fp16 only: fp16 = official arithmetic, fp32 = fp32 masters
         cfg.TRAINER.VPT.PROMPT_DEPTH_VISION = 1  # vision blocks 0..J-1 hold prompts (1 = shallow VPT)
 
     def build_prompt_learner(self, backbone, classnames):
@@ -50,8 +55,17 @@ class VPT(PromptTrainer):
         """Frozen ``"a photo of a {c}."`` features ``[C, D]`` (cached per class set, never saved)."""
         return self.zeroshot_text_features([FIXED_TEMPLATE])
 
+    def build_precision(self):
+        precision = super().build_precision()
+        if precision.official_fp16:  # the released load_clip_to_cpu returns model.float()
+            precision.backbone_dtype = precision.head_dtype = torch.float32
+        return precision
+
     def vision_prompts(self) -> VisionPrompts:
-        return self.prompt_learner()
+        v = self.prompt_learner()
+        if not self.precision.official_fp16:
+            return v
+        return VisionPrompts(v.prompts.half(), [p if p is None else p.half() for p in v.deep])
 
     def load_model_state_dict(self, name, state_dict):
         super().load_model_state_dict(name, from_released_state(state_dict, vision_prefix=""))

@@ -13,7 +13,6 @@ from engine import TRAINER_REGISTRY
 from engine.errors import UserError
 
 from .base import PromptTrainer, clip_logits
-from .precision import Precision
 from .templates import IMAGENET_TEMPLATES_SELECT, config_template
 
 
@@ -27,7 +26,8 @@ class ZeroshotCLIP(PromptTrainer):
         from yacs.config import CfgNode as CN
 
         cfg.TRAINER.ZSCLIP = CN()
-        cfg.TRAINER.ZSCLIP.PREC = "fp16"  # frozen-CLIP precision: fp16, bf16, amp or fp32 (fp32 on CPU)
+        cfg.TRAINER.ZSCLIP.PREC = "fp16"  # fp16, bf16, amp or fp32 (fp32 on CPU unless MODEL.HALF_ON_CPU)
+        cfg.TRAINER.ZSCLIP.MASTER_WEIGHTS = "fp16"  # PREC fp16 only: fp16 = official arithmetic, fp32 = fp32 masters
 
     def templates(self) -> List[str]:
         return [config_template(self.cfg)]
@@ -37,7 +37,7 @@ class ZeroshotCLIP(PromptTrainer):
         self.classnames = [c.replace("_", " ") for c in self.dm.dataset.classnames]
         backbone = clip.load(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.CACHE_DIR or None)
         self.check_input_size(backbone)
-        self.precision = Precision(self.node.PREC, self.device)
+        self.precision = self.build_precision()
         self.clip_model = self.precision.prepare_backbone(backbone)
         self.logit_scale = self.clip_model.logit_scale
         self._zs_cache = {}
@@ -51,7 +51,7 @@ class ZeroshotCLIP(PromptTrainer):
         pass
 
     def logits_from_features(self, image_features):
-        return clip_logits(image_features, self.text_weights, self.logit_scale)
+        return clip_logits(image_features, self.text_weights, self.logit_scale, self.precision.head_dtype)
 
 
 @TRAINER_REGISTRY.register()

@@ -84,6 +84,7 @@ _C.DATALOADER.TEST.BATCH_SIZE = 32
 _C.MODEL = CN()
 _C.MODEL.INIT_WEIGHTS = ""  # path to prompt-module weights loaded (by name and shape) before training
 _C.MODEL.ALLOW_PARTIAL_LOAD = False  # load checkpoints of another trainer or with other keys (matching keys only)
+_C.MODEL.HALF_ON_CPU = False  # True: PREC fp16/bf16 run in half precision on CPU too (else fp32 there)
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = ""  # CLIP model: RN50, ViT-B/16, ..., "toyclip", an open_clip "arch:pretrained" or a file
 _C.MODEL.BACKBONE.PRETRAINED = True
