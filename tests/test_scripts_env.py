@@ -43,6 +43,7 @@ def test_base2new_runs_with_the_venv_python_not_the_one_on_path(env_without_torc
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "shim python" not in res.stderr
     for role, half in (("train_base", "base"), ("test_new", "new")):
-        found = list((tmp_path / "out" / "base2new" / role / "toy_tinted").glob("**/CoOp/toy/seed1/results.json"))
+        # runs with overrides live under variants/<setting>/ (tools.sweep), with the usual layout below
+        found = list((tmp_path / "out").glob(f"**/base2new/{role}/toy_tinted/**/CoOp/toy/seed1/results.json"))
         assert len(found) == 1, (role, found)
         assert json.loads(found[0].read_text())["subsample_classes"] == half

@@ -44,8 +44,11 @@ class ClassNamesData:
         self.train_loader_x = self.train_loader_u = self.val_loader = self.test_loader = None
 
 
-def trainer_for_classes(cfg, classnames: Sequence[str]):
-    """The registered trainer of ``cfg`` built for ``classnames`` (a subclass whose data is :class:`ClassNamesData`)."""
+def trainer_for_classes(cfg, classnames: Sequence[str], input_size_from_backbone: bool = False):
+    """The registered trainer of ``cfg`` built for ``classnames`` (a subclass whose data is :class:`ClassNamesData`).
+
+    ``input_size_from_backbone``: ``INPUT.SIZE`` becomes the backbone's own input size once it is loaded (zero-shot
+    CLIP served without a config file), instead of being checked against it."""
     from engine import TRAINER_REGISTRY
 
     if len(classnames) < 1:
@@ -62,7 +65,17 @@ def trainer_for_classes(cfg, classnames: Sequence[str]):
                      "num_source_domains", "lab2cname"):
             setattr(self, attr, getattr(self.dm, attr))
 
-    cls = type(f"{base.__name__}ForClassNames", (base,), {"build_data_loader": build_data_loader})
+    def adopt_input_size(self, backbone):
+        frozen = self.cfg.is_frozen()
+        self.cfg.defrost()
+        self.cfg.INPUT.SIZE = (backbone.image_size, backbone.image_size)
+        if frozen:
+            self.cfg.freeze()
+
+    methods = {"build_data_loader": build_data_loader}
+    if input_size_from_backbone:
+        methods["check_input_size"] = adopt_input_size
+    cls = type(f"{base.__name__}ForClassNames", (base,), methods)
     return cls(cfg)
 
 
@@ -133,7 +146,7 @@ def zeroshot_trainer(trainer: str, backbone: str, classnames: Sequence[str], con
     base = ["INPUT.INTERPOLATION", "bicubic", "INPUT.PIXEL_MEAN", str(CLIP_MEAN), "INPUT.PIXEL_STD", str(CLIP_STD),
             "INPUT.TRANSFORMS", "('normalize',)"] if not config_file else []
     cfg = build_cfg("", config_file, [*base, *opts], trainer=trainer, backbone=backbone)
-    model = trainer_for_classes(cfg, classnames)
+    model = trainer_for_classes(cfg, classnames, input_size_from_backbone=not config_file)
     model.set_model_mode("eval")
     return model
 
