@@ -37,6 +37,7 @@ from engine.checkpoint_set import (BEST_FILE, CheckpointMismatchError, Checkpoin
                                    read_manifest, write_manifest)
 from engine.config_fingerprint import (OVERRIDE_FLAG, check_resume_config, config_dict, config_fingerprint,
                                        format_diff)
+from engine.config import ConfigError
 from engine.data import DataManager
 from engine.errors import UserError
 from engine.evaluation import build_evaluator
@@ -371,7 +372,12 @@ class SimpleTrainer(TrainerBase):
 
     def __init__(self, cfg):
         super().__init__()
-        self.check_cfg(cfg)
+        try:
+            self.check_cfg(cfg)
+        except ConfigError:
+            raise
+        except ValueError as e:  # check_cfg's refusals are about the settings the user gave: one line, exit 2
+            raise ConfigError(str(e)) from e
         self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.USE_CUDA else "cpu")
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
@@ -385,7 +391,8 @@ class SimpleTrainer(TrainerBase):
         self.last_results: Optional[dict] = None
 
     def check_cfg(self, cfg):
-        """Check trainer-specific settings before anything is built."""
+        """Check trainer-specific settings before anything is built; a ``ValueError`` here reaches the user as a
+        :class:`~engine.config.ConfigError` (one ``error:`` line, exit 2)."""
 
     def build_data_loader(self):
         dm = DataManager(self.cfg)

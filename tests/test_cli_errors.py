@@ -91,6 +91,21 @@ def test_zero_shot_without_eval_only_is_a_user_error(tmp_path, capsys):
     assert code == 2 and err == "error: ZeroshotCLIP has nothing to train: run it with --eval-only.\n"
 
 
+@pytest.mark.parametrize("trainer,opts,says", [
+    ("CoOp", ["TRAINER.COOP.PREC", "fp64"], 'TRAINER.COOP.PREC is "fp64"'),
+    ("APLe", ["TRAINER.APLE.FILTER", "bandpass"], "FILTER"),
+    ("MaPLe", ["TRAINER.MAPLE.PROMPT_DEPTH", "0"], "PROMPT_DEPTH"),
+])
+def test_a_trainer_setting_it_refuses_is_one_error_line(trainer, opts, says, tmp_path, capsys):
+    """``check_cfg`` refusals are the user's settings: one line and status 2, not a traceback."""
+    root = str(tmp_path / "data")
+    make_color_dataset(root)
+    code = train.main(["--root", root, "--output-dir", str(tmp_path / "run"), "--trainer", trainer,
+                       "--backbone", "toyclip", "DATASET.NAME", "TestColors", *TINY_OPTS, *opts])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and says in err and len(err.splitlines()) == 1, err
+
+
 def _no_network(*args, **kwargs):
     raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 

@@ -24,6 +24,8 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from engine.config import ConfigError
+
 from .prompt_types import VisionPrompts
 
 logger = logging.getLogger(__name__)
@@ -38,9 +40,9 @@ def random_prompts(n_ctx: int, width: int, std: float = PROMPT_STD) -> torch.Ten
 
 
 def check_depth(key: str, depth: int, layers: int, minimum: int = 1) -> None:
-    """One clear message when a prompt depth does not fit the backbone."""
+    """One clear message when a prompt depth does not fit the backbone (a :class:`ConfigError`: exit 2)."""
     if not minimum <= depth <= layers:
-        raise ValueError(f"{key} is {depth}; it must be between {minimum} and {layers} (the number of transformer "
+        raise ConfigError(f"{key} is {depth}; it must be between {minimum} and {layers} (the number of transformer "
                          f"blocks of this backbone).")
 
 
