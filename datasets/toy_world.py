@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import zlib
 from dataclasses import dataclass, field, replace
@@ -547,21 +548,28 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Render the toy-world benchmarks (no download).")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m datasets.toy_world",
+                                     description="Render the toy-world benchmarks (no download).")
     parser.add_argument("--root", required=True, help="dataset root (cfg.DATASET.ROOT)")
     parser.add_argument("--dataset", choices=sorted(TOY_DATASETS), help="one dataset (default: all)")
     args = parser.parse_args(argv)
     for name in [args.dataset] if args.dataset else sorted(TOY_DATASETS):
         spec = TOY_DATASETS[name]
         start = time.time()
-        split = write_dataset(spec, args.root)
+        try:
+            split = write_dataset(spec, args.root)
+        except OSError as e:
+            print(f"error: cannot write {name} under --root {args.root}: {e.strerror or e}. Give a folder you can "
+                  f"write to.", file=sys.stderr)
+            return 2
         sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items())
         print(
             f"{name}: {len(spec.classes)} classes ({sizes}) -> "
             f"{Path(args.root) / spec.dataset_dir} in {time.time() - start:.1f}s"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,7 +15,7 @@ from tests.helpers import TINY_OPTS, make_color_dataset
 
 COMMANDS = ["tools.bench", "tools.corruption", "tools.demo", "tools.feature_shift", "tools.gpu_check",
             "tools.lamm_continual", "tools.nemesis_plots", "tools.plots", "tools.pretrain_toyclip",
-            "datasets.download", "datasets.show"]
+            "tools.cache", "datasets.download", "datasets.show", "datasets.toy_world"]
 
 # Mistakes per command; "{tmp}" is a fresh empty folder. Each one fails before any training or download.
 MISTAKES = {
@@ -31,6 +31,8 @@ MISTAKES = {
     "tools.pretrain_toyclip": [["--steps", "0"], ["--rescore", "--out", "{tmp}/missing.pt"]],
     "datasets.download": [[], ["no_such_dataset", "--root", "{tmp}"]],
     "datasets.show": [[], ["--root", "{tmp}", "--dataset-config-file", "{tmp}/missing.yaml"]],
+    "tools.cache": [[], ["--info", "--clear"]],
+    "datasets.toy_world": [[], ["--root", "/proc/no_such_folder", "--dataset", "ToyShapes"]],
 }
 CASES = [(name, argv) for name in COMMANDS for argv in MISTAKES[name]]
 
