@@ -21,7 +21,6 @@ Every case in ``CASES`` must have its file: a missing fixture fails, naming the 
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 from pathlib import Path
 from typing import Dict, List
@@ -29,8 +28,7 @@ from typing import Dict, List
 import pytest
 import torch
 
-import clip
-from tests.test_golden import Golden, load_params, project_name, project_tensor
+from tests.test_golden import Golden, load_params, memoised_clip_one_thread, project_name, project_tensor
 
 FP16 = Path(__file__).resolve().parent / "data" / "golden" / "fp16"
 # case -> (project trainer, config node, generator)
@@ -126,22 +124,8 @@ class Env(Golden):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    real_load = clip.load
-    loaded = {}
-
-    def load_once(name, cache_dir=None):
-        if name not in loaded:
-            loaded[name] = real_load(name, cache_dir)
-        return copy.deepcopy(loaded[name])
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(clip, "load", load_once)
-            yield Env(tmp_path_factory.mktemp("fp16_golden"))
-    finally:
-        torch.set_num_threads(threads)
+    with memoised_clip_one_thread():
+        yield Env(tmp_path_factory.mktemp("fp16_golden"))
 
 
 # ---- the computations ----------------------------------------------------------------------------------------------

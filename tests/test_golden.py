@@ -219,9 +219,9 @@ class Golden:
 
 
 @contextlib.contextmanager
-def golden_environment(root: Path):
-    """A ``Golden`` under ``root`` with ``clip.load`` memoised and one intra-op thread (the test's fixture and
-    ``make/measure_noise.py``)."""
+def memoised_clip_one_thread():
+    """``clip.load`` memoised (each call gets a deep copy) and one intra-op thread, as the goldens were computed;
+    yields the real ``clip.load``."""
     real_load = clip.load
     loaded = {}
 
@@ -235,11 +235,19 @@ def golden_environment(root: Path):
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(clip, "load", load_once)
-            g = Golden(root)
-            g.real_load = real_load
-            yield g
+            yield real_load
     finally:
         torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def golden_environment(root: Path):
+    """A ``Golden`` under ``root`` in :func:`memoised_clip_one_thread` (the test's fixture and
+    ``make/measure_noise.py``)."""
+    with memoised_clip_one_thread() as real_load:
+        g = Golden(root)
+        g.real_load = real_load
+        yield g
 
 
 @pytest.fixture(scope="module")
