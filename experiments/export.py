@@ -28,22 +28,17 @@ encoder whose digest differs. Files are written atomically and load with ``torch
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import os
-import sys
-from typing import List, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from engine.errors import user_error_types
-from engine.utils import atomic_torch_save
 
-from .trained_model import (add_class_name_arguments, check_opts, class_names_from_args, load_run, text_side,
-                            zeroshot_trainer)
+from .trained_model import text_side
 
 logger = logging.getLogger("export")
 
@@ -225,47 +220,3 @@ def serving_note(artefact: dict, path: str) -> str:
                 "(\"Your own data\", step 4)")
     return (f"plain open_clip serves it with the README snippet (\"Your own data\", step 4): it builds "
             f"{recipe['arch']!r} with pretrained={recipe['pretrained']!r} and checks the image encoder's digest")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.export", description=__doc__.split("\n")[0], allow_abbrev=False)
-    p.add_argument("run", nargs="?", default="", help="a training run's output directory (or a prompts export)")
-    p.add_argument("--out", required=True, help="the file to write (.pt)")
-    add_class_name_arguments(p, "the run's classes")
-    p.add_argument("--load-epoch", type=int, default=None, help="checkpoint epoch (default: best, else newest)")
-    p.add_argument("--kind", choices=("auto", *KINDS), default="auto", help="artefact kind (default auto)")
-    p.add_argument("--trainer", default="", help="without RUN: ZeroshotCLIP or ZeroshotCLIP2")
-    p.add_argument("--backbone", default="", help="without RUN: the CLIP backbone")
-    p.add_argument("--opts", nargs="*", default=[], help="config overrides KEY VALUE ..., last on the line")
-    return p
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
-    from .predict import run_classnames
-
-    try:
-        names = class_names_from_args(args)
-        opts = check_opts(args.opts)
-        if args.run and os.path.isfile(args.run):
-            trainer = load_run(args.run, names, args.load_epoch, opts)
-        elif args.run:
-            trainer = load_run(args.run, names or run_classnames(args.run, opts), args.load_epoch, opts)
-        elif args.trainer and args.backbone and names:
-            trainer = zeroshot_trainer(args.trainer, args.backbone, names, opts=opts)
-        else:
-            raise ValueError("Pass a run directory, or --trainer ZeroshotCLIP --backbone NAME and the class names "
-                             "(--classname NAME once per class, or --classnames-file FILE).")
-        artefact = export(trainer, args.kind)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError, *user_error_types()) as e:
-        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
-    atomic_torch_save(artefact, args.out)
-    print(f"wrote {args.out}: {artefact['kind']} of {artefact['trainer']} for {len(artefact['classnames'])} classes; "
-          f"{serving_note(artefact, args.out)}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

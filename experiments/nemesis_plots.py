@@ -15,9 +15,7 @@ logged. The output format follows the extension (.png or .pdf).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -92,22 +90,3 @@ def plot_runs(run_dirs: Sequence[Path], out: Path, labels: Optional[Sequence[str
     fig.savefig(out, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return out
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.nemesis_plots", description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dirs", type=Path, nargs="+", help="run directories (each with metrics.jsonl)")
-    p.add_argument("--out", type=Path, required=True, help="figure file (.png or .pdf)")
-    p.add_argument("--labels", nargs="+", help="one legend name per run (default: the directories)")
-    args = p.parse_args(argv)
-    try:
-        out = plot_runs(args.run_dirs, args.out, args.labels)
-    except PlotError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"Wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,10 +13,8 @@ byte-identical figures. The base-to-new figures are described in :mod:`tools.bas
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -25,12 +23,12 @@ import numpy as np
 from experiments.base2new_plot import plot_base2new
 from experiments.figure_style import (check_out, describe, figure_style, is_zero_shot, legend_below, method_styles,
                                 ordered_methods, padded_limits, panel_title, save, seed_std, set_title)
-from experiments.results import AVERAGE, Reported, ResultsError, Summary, summarize
+from experiments.results import AVERAGE, ResultsError, Summary
 
 import matplotlib.pyplot as plt  # noqa: E402  (figure_style chose the Agg backend)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-__all__ = ["plot_base2new", "plot_fewshot", "plot_curves", "read_metrics", "main"]
+__all__ = ["plot_base2new", "plot_fewshot", "plot_curves", "read_metrics"]
 
 NOT_PER_EPOCH = {"epoch", "time_s"}
 FIRST_KEYS = ("loss", "acc", "test_acc")
@@ -206,44 +204,3 @@ def plot_curves(run_dirs: Sequence[Path], out: Path, labels: Optional[Sequence[s
         raise ResultsError(f"--labels needs one label per run directory ({len(run_dirs)}).")
     with figure_style():
         return save(draw_curves(run_dirs, labels), out)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.plots", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="kind", required=True)
-    for kind, what in (("base2new", "new against base accuracy with HM iso-lines (or --view bars)"),
-                       ("fewshot", "accuracy against shots")):
-        s = sub.add_parser(kind, help=what)
-        s.add_argument("output_dir", type=Path)
-        s.add_argument("--out", type=Path, required=True, help="figure file (.png, .pdf or .svg)")
-        s.add_argument("--trainers", nargs="+", help="only these trainers")
-        s.add_argument("--compare", choices=["reported"], help="overlay published numbers (hollow markers)")
-        if kind == "base2new":
-            s.add_argument("--view", choices=["tradeoff", "bars"], default="tradeoff",
-                           help="tradeoff: scatter with HM iso-lines (default); bars: base / new / HM bars")
-    s = sub.add_parser("curves", help="training curves from metrics.jsonl")
-    s.add_argument("run_dirs", type=Path, nargs="+")
-    s.add_argument("--out", type=Path, required=True, help="figure file (.png, .pdf or .svg)")
-    s.add_argument("--labels", nargs="+", help="legend labels, one per run directory (equal labels: mean ± std)")
-    args = p.parse_args(argv)
-    try:
-        if args.kind == "curves":
-            path = plot_curves(args.run_dirs, args.out, args.labels)
-        else:
-            protocols = ["base2new"] if args.kind == "base2new" else ["fewshot", "zeroshot"]
-            summary = summarize(args.output_dir, protocols, args.trainers)
-            if args.compare:
-                Reported().attach(summary)
-            path = (plot_base2new(summary, args.out, args.view) if args.kind == "base2new"
-                    else plot_fewshot(summary, args.out))
-            for w in summary.warnings:
-                print(f"warning: {w}", file=sys.stderr)
-    except ResultsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"written: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

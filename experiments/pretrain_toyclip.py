@@ -30,7 +30,6 @@ import itertools
 import math
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -48,7 +47,6 @@ from PIL import Image
 from clip import toyclip
 from datasets import toy_world
 from engine.utils.checkpoint import atomic_torch_save
-from tools.cli import int_at_least
 
 ZERO_SHOT_TEMPLATE = "a photo of a {}."
 
@@ -149,22 +147,6 @@ def train(args) -> torch.nn.Module:
     return model.eval()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tools.pretrain_toyclip", description=__doc__.split("\n")[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int_at_least(1), default=1300)
-    parser.add_argument("--batch-size", type=int_at_least(2), default=128, help="pairs per contrastive batch")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup", type=int_at_least(0), default=50)
-    parser.add_argument("--weight-decay", type=float, default=0.1)
-    parser.add_argument("--threads", type=int_at_least(1), default=2, help="torch CPU threads (results depend on it)")
-    parser.add_argument("--log-every", type=int_at_least(1), default=25)
-    parser.add_argument("--out", default=str(toyclip.DEFAULT_PATH))
-    parser.add_argument("--rescore", action="store_true",
-                        help="re-evaluate the checkpoint at --out zero-shot on every toy benchmark; no training")
-    return parser
-
-
 def check_out(path: Path, rescore: bool) -> None:
     """Refuse before any work: ``--rescore`` needs a toyclip checkpoint at ``path``, training a writable folder."""
     if rescore:
@@ -176,21 +158,6 @@ def check_out(path: Path, rescore: bool) -> None:
         raise OSError(f"Cannot create the folder of --out {path} ({e.strerror or e}); choose another --out.") from None
     if path.is_dir() or not os.access(path.parent, os.W_OK):
         raise OSError(f"Cannot write --out {path}: choose a writable file path.")
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        check_out(Path(args.out), args.rescore)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads)
-    if args.rescore:
-        rescore(Path(args.out))
-        return 0
-    pretrain(args)
-    return 0
 
 
 def pretrain(args: argparse.Namespace) -> dict:
@@ -249,7 +216,3 @@ def rescore(path: Path) -> dict:
     for name, result in zero_shot.items():
         print(f"zero-shot {name}: " + "  ".join(f"{k} {v:.2f}" for k, v in result.items()))
     return checkpoint["meta"]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -103,11 +103,11 @@ def install_backbone_reuse() -> BackboneReuse:
 
 def run_train(argv: Sequence[str]) -> int:
     """``python train.py ARGS`` in this process (``argv`` is the run's full argv)."""
-    import train
+    from engine.launch import main
 
     if len(argv) < 2 or os.path.basename(argv[1]) != "train.py":
         raise ValueError(f"The warm runner executes train.py runs only; got {list(argv[:2])}.")
-    return int(train.main(list(argv[2:])) or 0)
+    return int(main(list(argv[2:])) or 0)
 
 
 def _reset_globals() -> None:
@@ -184,7 +184,7 @@ def worker_main(conn, env: Dict[str, str], target: str) -> None:
 
     if env.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
-    import train  # noqa: F401  (the imports every run needs, once)
+    import engine.launch  # noqa: F401  (the imports every run needs, once)
 
     install_backbone_reuse()
     fn = _resolve(target)

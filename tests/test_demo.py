@@ -13,7 +13,7 @@ import os
 import torch
 
 from clip import toyclip
-from experiments import demo
+from tools import demo
 
 
 def _accuracies(output):

@@ -10,6 +10,7 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.text import Text
 
 from experiments import base2new_plot, plots
+from tools import plots as plots_cli
 from experiments.figure_style import figure_style
 from experiments.results import Reported, ResultsError, harmonic_mean, summarize
 
@@ -287,13 +288,13 @@ def test_rerender_is_byte_identical(runs, tmp_path, suffix):
 
 def test_cli_and_clear_errors(runs, tmp_path, capsys):
     tree, _ = runs
-    assert plots.main(["base2new", str(tree), "--out", str(tmp_path / "cli.png")]) == 0
+    assert plots_cli.main(["base2new", str(tree), "--out", str(tmp_path / "cli.png")]) == 0
     assert is_png(tmp_path / "cli.png")
-    assert plots.main(["base2new", str(tree), "--out", str(tmp_path / "bars.png"), "--view", "bars",
+    assert plots_cli.main(["base2new", str(tree), "--out", str(tmp_path / "bars.png"), "--view", "bars",
                        "--compare", "reported"]) == 0
-    assert plots.main(["fewshot", str(tree), "--out", str(tmp_path / "fs.pdf")]) == 0
+    assert plots_cli.main(["fewshot", str(tree), "--out", str(tmp_path / "fs.pdf")]) == 0
     assert (tmp_path / "fs.pdf").read_bytes()[:5] == b"%PDF-"
-    assert plots.main(["curves", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c.png")]) == 2
+    assert plots_cli.main(["curves", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c.png")]) == 2
     assert "expected" in capsys.readouterr().err and not (tmp_path / "c.png").exists()
     with pytest.raises(ResultsError, match=r"\.png, \.pdf or \.svg"):
         plots.plot_base2new(summarize(tree, ["base2new"]), tmp_path / "x.jpg")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from experiments import sweep
+from tools import sweep as sweep_cli
 from experiments.protocols import REPO_ROOT, Run, Settings, settings_from_env, variant_folder
 from experiments.sweep import Grid, Outcome, SlurmOptions, SweepError
 
@@ -59,7 +60,7 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("OUTPUT", str(tmp_path / "out"))
 
     def run(*args):
-        return sweep.main(["--configs-dir", str(configs), *args])
+        return sweep_cli.main(["--configs-dir", str(configs), *args])
 
     return run
 
@@ -226,7 +227,7 @@ def test_failure_blocks_dependents_is_recorded_and_retried(tmp_path, capsys):
     assert recorded[a_test.run_id]["status"] == "blocked"
 
     flag.unlink()
-    assert sweep.main(["--retry-failed", "--output", str(root), "--jobs", "2"]) == 0
+    assert sweep_cli.main(["--retry-failed", "--output", str(root), "--jobs", "2"]) == 0
     out = capsys.readouterr().out
     assert "2 run(s) to execute" in out and a_test.finished
     assert not (root / sweep.FAILURES_FILE).exists()
@@ -438,7 +439,7 @@ def test_corrupt_failure_record_gives_a_clear_message(tmp_path, capsys):
     root = tmp_path / "out"
     root.mkdir()
     (root / sweep.FAILURES_FILE).write_text('{"runs": {"x": {"status": "fai')
-    assert sweep.main(["--retry-failed", "--output", str(root)]) == 2
+    assert sweep_cli.main(["--retry-failed", "--output", str(root)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {root / sweep.FAILURES_FILE} is not a valid failure record (JSONDecodeError")
     assert "move it aside or delete it" in err and len(err.splitlines()) == 1
@@ -468,7 +469,7 @@ def test_local_runner_executes_real_toy_runs(tmp_path):
     missing = [p for p in REAL if not (REPO_ROOT / p).is_file()]
     if missing:
         pytest.skip(f"toy configs / weights not present yet: {', '.join(missing)}")
-    code = sweep.main(["--protocol", "base2new", "--trainers", "CoOp", "ZeroshotCLIP", "--datasets", "toy_shapes",
+    code = sweep_cli.main(["--protocol", "base2new", "--trainers", "CoOp", "ZeroshotCLIP", "--datasets", "toy_shapes",
                        "--seeds", "1", "--config", "toy", "--root", str(tmp_path / "data"),
                        "--output", str(tmp_path / "out"), "--jobs", "2", "--opts", "OPTIM.MAX_EPOCH", "1"])
     assert code == 0
@@ -485,7 +486,7 @@ def test_local_runner_executes_real_toy_runs(tmp_path):
     assert new_res["subsample_classes"] == "new" and new_res["eval_only"] is True
     assert [json.loads(line)["epoch"] for line in (train / "metrics.jsonl").read_text().splitlines()] == [1]
     # a second sweep finds everything finished and runs nothing
-    assert sweep.main(["--protocol", "base2new", "--trainers", "CoOp", "--datasets", "toy_shapes", "--seeds", "1",
+    assert sweep_cli.main(["--protocol", "base2new", "--trainers", "CoOp", "--datasets", "toy_shapes", "--seeds", "1",
                        "--config", "toy", "--root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
                        "--opts", "OPTIM.MAX_EPOCH", "1"]) == 0
 
