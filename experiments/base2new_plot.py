@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from experiments.figure_style import (check_out, describe, figure_style, is_zero_shot, legend_below, method_styles,
-                                ordered_methods, padded_limits, panel_title, save, seed_std, set_title)
+                                      ordered_methods, padded_limits, panel_title, save, seed_std, set_title)
 from experiments.label_placement import marker_box, place_labels
 from experiments.results import AVERAGE, ResultsError, Row, Summary, harmonic_mean
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Dict, List, Sequence
 
 import yaml
 
+from engine.utils.checkpoint import atomic_write_text
 from experiments.protocols import CONFIGS_DIR, REPO_ROOT, Run
 
 TOY_CONFIG = "toy"
@@ -101,9 +101,7 @@ def check_inputs(output: Path, runs: Sequence[Run], fingerprints: Dict[str, str]
                         f"toy config (or by an older version of the demo); they would be reused as they are. Pass "
                         f"--output NEW_FOLDER, or delete {output} (or those trainers' run folders) to run them again.")
     output.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{INPUTS_FILE}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({**recorded, **fingerprints}, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(json.dumps({**recorded, **fingerprints}, indent=1, sort_keys=True), str(path))
 
 
 def header(dataset: str, trainers: Sequence[str], seeds: Sequence[int], quick: bool) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 from experiments.base2new_plot import plot_base2new
 from experiments.figure_style import (check_out, describe, figure_style, is_zero_shot, legend_below, method_styles,
-                                ordered_methods, padded_limits, panel_title, save, seed_std, set_title)
+                                      ordered_methods, padded_limits, panel_title, save, seed_std, set_title)
 from experiments.results import AVERAGE, ResultsError, Summary
 
 import matplotlib.pyplot as plt  # noqa: E402  (figure_style chose the Agg backend)

@@ -206,13 +206,14 @@ def rescore(path: Path) -> dict:
     model = toyclip.create_toyclip(path)
     zero_shot = {name: zero_shot_accuracy(model, spec) for name, spec in toy_world.TOY_DATASETS.items()}
     checkpoint["meta"]["zero_shot_test"] = zero_shot
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    torch.save(checkpoint, tmp)
-    before, after = model.state_dict(), toyclip.create_toyclip(tmp).state_dict()
-    if before.keys() != after.keys() or not all(torch.equal(v, after[k]) for k, v in before.items()):
-        tmp.unlink()
-        raise RuntimeError(f"rescoring {path} would change its weights; nothing was written")
-    os.replace(tmp, path)
+    before = model.state_dict()
+
+    def same_weights(tmp: str) -> None:
+        after = toyclip.create_toyclip(tmp).state_dict()
+        if before.keys() != after.keys() or not all(torch.equal(v, after[k]) for k, v in before.items()):
+            raise RuntimeError(f"rescoring {path} would change its weights; nothing was written")
+
+    atomic_torch_save(checkpoint, str(path), check=same_weights)
     for name, result in zero_shot.items():
         print(f"zero-shot {name}: " + "  ".join(f"{k} {v:.2f}" for k, v in result.items()))
     return checkpoint["meta"]

@@ -31,7 +31,7 @@ import numpy as np
 from tabulate import tabulate
 
 from experiments.protocols import (BASE2NEW_DATASETS, CONFIGS_DIR, DG_TARGETS, METHODS, PROTOCOLS, XD_SOURCE,
-                             XD_TARGETS, config_family, dataset_name)
+                                   XD_TARGETS, config_family, dataset_name, trainer_is_seed_free)
 
 REPORTED_FILE = Path(__file__).resolve().parent / "reported_numbers.json"
 LOG_MARKERS = ("Finish training", "Finished training", "=> result")
@@ -220,8 +220,6 @@ class Cell:
 
 def _seed_free(records: Iterable[Record]) -> bool:
     """A single result of a run that cannot depend on the seed (tools/seed_free.py)."""
-    from experiments.seed_free import trainer_is_seed_free
-
     records = list(records)
     return len(records) == 1 and trainer_is_seed_free(records[0].trainer, records[0].backbone)
 

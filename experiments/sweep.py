@@ -61,6 +61,7 @@ from typing import Callable, Dict, List, Optional, Sequence, TextIO
 import yaml
 
 from engine.run_results import RESULTS_FILE, is_corrupt, set_aside
+from engine.utils.checkpoint import atomic_write_text
 from experiments.protocols import REPO_ROOT, Run, Settings, expand, parse_seeds, parse_shots, variant_folder
 
 FAILURES_FILE = "sweep_failures.json"
@@ -217,9 +218,7 @@ def update_failures(output_root: Path, outcomes: Dict[str, "Outcome"], say: Call
                               "run": outcome.run.to_dict()}
     if record:
         output_root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"runs": record}, indent=1))
-        tmp.replace(path)
+        atomic_write_text(json.dumps({"runs": record}, indent=1), str(path))
     elif path.exists():
         path.unlink()
 
@@ -246,10 +245,6 @@ def accuracy_of(run: Run) -> str:
         return f"accuracy {float(metrics['accuracy']):.2f}%"
     except (OSError, ValueError, KeyError, TypeError):
         return "no accuracy in results.json"
-
-
-def _log_header(run: Run) -> str:
-    return f"# {time.strftime('%Y-%m-%d %H:%M:%S')} tools.sweep: {run.command}\n"
 
 
 def duration_text(seconds: float) -> str:
@@ -404,7 +399,7 @@ def _run_local(runs, slots, say, poll_s, runner, clock) -> Dict[str, Outcome]:
                     slot = free.pop(0)
                     run.output_dir.mkdir(parents=True, exist_ok=True)
                     log = open(run.log_path, "a")
-                    log.write(_log_header(run))
+                    log.write(run.log_header())
                     log.flush()
                     if pool is not None and pool.accepts(run):
                         proc = pool.start(run, slot, log)

@@ -1,4 +1,4 @@
-"""Seed-free runs (experiments/seed_free.py): zero-shot methods run once per dataset and split; tables still show them."""
+"""Seed-free runs (experiments.seed_free): zero-shot methods run once per dataset and split; tables still show them."""
 import dataclasses
 
 from tests.test_protocols import settings  # noqa: F401  (fixture)

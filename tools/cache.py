@@ -12,7 +12,8 @@ def main(argv=None) -> int:
     from engine.evaluation.feature_cache import FeatureStore
     from trainers.feature_cache import feature_cache_dir
 
-    parser = argparse.ArgumentParser(prog="python -m tools.cache", description=library.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m tools.cache", description=library.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--info", action="store_true", help="print the entries and their total size")
     action.add_argument("--clear", action="store_true",

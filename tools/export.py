@@ -16,7 +16,8 @@ from tools.cli import add_class_name_arguments, class_names_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.export", description=library.__doc__.split("\n")[0], allow_abbrev=False)
+    p = argparse.ArgumentParser(prog="python -m tools.export", description=library.__doc__.split("\n")[0],
+                                allow_abbrev=False)
     p.add_argument("run", nargs="?", default="", help="a training run's output directory (or a prompts export)")
     p.add_argument("--out", required=True, help="the file to write (.pt)")
     add_class_name_arguments(p, "the run's classes")

@@ -13,7 +13,8 @@ from tools.cli import int_at_least
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tools.pretrain_toyclip", description=library.__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.pretrain_toyclip",
+                                     description=library.__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int_at_least(1), default=1300)
     parser.add_argument("--batch-size", type=int_at_least(2), default=128, help="pairs per contrastive batch")
