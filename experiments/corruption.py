@@ -22,8 +22,7 @@ not depend on the image (CoOp, Nemesis over CoOp) the test images are encoded on
 """
 from __future__ import annotations
 
-import os
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import torch
 
@@ -35,36 +34,12 @@ class CorruptionError(ValueError):
 
 
 # ---- the run ---------------------------------------------------------------------------------------------------
-def load_run(model_dir: str, load_epoch: Optional[int] = None, root: Optional[str] = None, opts: Sequence[str] = ()):
-    """The trainer of ``model_dir``, rebuilt from its ``config.yaml``, with its checkpoint loaded."""
-    from engine import build_trainer
-    from engine.config import build_cfg
-    from engine.utils import set_random_seed
-
-    config = os.path.join(model_dir, "config.yaml")
-    if not os.path.isfile(config):
-        raise CorruptionError(f"{config} not found: --model-dir must be the output directory of a training run "
-                              "(python train.py ... --output-dir RUN_DIR writes config.yaml and the checkpoints "
-                              "there).")
-    cfg = build_cfg("", config, list(opts), root=root, output_dir=model_dir)
-    set_random_seed(cfg.SEED)
-    trainer = build_trainer(cfg)
+def require_learned_context(trainer) -> None:
+    """Refuse a trainer without a learned text context (``prompt_learner.ctx``), the tensor the study corrupts."""
     learner = getattr(trainer, "prompt_learner", None)
     if not isinstance(getattr(learner, "ctx", None), torch.nn.Parameter):
-        raise CorruptionError(f"Trainer {cfg.TRAINER.NAME} has no learned text context (prompt_learner.ctx); the "
-                              "corruption study applies to CoOp-family runs (CoOp, CoCoOp, Nemesis).")
-    trainer.load_model(model_dir, epoch=load_epoch)
-    trainer.set_model_mode("eval")
-    return trainer
-
-
-def split_loader(trainer, split: str):
-    if split == "test":
-        return trainer.test_loader
-    if split == "val" and trainer.val_loader is not None:
-        return trainer.val_loader
-    raise CorruptionError(f'--split {split}: the run has no such split; use "test" (or "val" when the dataset '
-                          "has one).")
+        raise CorruptionError(f"Trainer {trainer.cfg.TRAINER.NAME} has no learned text context (prompt_learner.ctx); "
+                              "the corruption study applies to CoOp-family runs (CoOp, CoCoOp, Nemesis).")
 
 
 # ---- evaluation ------------------------------------------------------------------------------------------------

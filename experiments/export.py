@@ -28,7 +28,6 @@ encoder whose digest differs. Files are written atomically and load with ``torch
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 
-from .trained_model import text_side
+from .trained_model import backbone_fp32, text_side, weights_sha256
 
 logger = logging.getLogger("export")
 
@@ -96,28 +95,6 @@ def open_clip_recipe(backbone_name: str, model: torch.nn.Module) -> Optional[dic
         return None
     return {"model_cfg": config, "visual": {k: v.detach().float().cpu().clone()
                                             for k, v in model.visual.state_dict().items()}}
-
-
-def weights_sha256(module: torch.nn.Module) -> str:
-    """SHA-256 of a module's weights: for each state-dict entry in sorted name order, the UTF-8 name followed by
-    the tensor's fp32 values in C order (``tensor.float().numpy().tobytes()``). The README snippet computes the
-    same over ``model.visual`` to check an export's ``visual_sha256``."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def backbone_fp32(trainer) -> torch.nn.Module:
-    """The trainer's open_clip model with fp32 weights: its own when it runs in fp32, else the same backbone loaded
-    again (a GPU run may hold it in fp16), so that digests do not depend on the precision."""
-    from clip.loading import load_model
-
-    model = trainer.clip_model.model
-    if all(t.dtype == torch.float32 for t in model.state_dict().values() if t.is_floating_point()):
-        return model
-    backbone = trainer.cfg.MODEL.BACKBONE
-    return load_model(backbone.NAME, backbone.get("CACHE_DIR", "") or None)
 
 
 def feature_kind(trainer) -> bool:

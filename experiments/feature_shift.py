@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from experiments.trained_model import load_run, split_loader
 
 logger = logging.getLogger("feature_shift")
 
@@ -50,39 +51,9 @@ class AnalysisError(RuntimeError):
 # Rebuilding a run
 # ---------------------------------------------------------------------------------------------------------------
 
-def load_run_cfg(run_dir: Path, out_dir: Path, opts: Sequence[str] = ()):
-    """The run's resolved config from ``RUN_DIR/config.yaml`` plus ``opts``; OUTPUT_DIR points at ``out_dir``."""
-    from engine.config import ConfigError, build_cfg
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise AnalysisError(f"No config at {path}. --model-dir must be the output directory of a `python train.py` "
-                            "run (train.py writes config.yaml there).")
-    try:
-        return build_cfg("", str(path), list(opts), output_dir=str(out_dir))
-    except ConfigError as e:
-        raise AnalysisError(f"Cannot rebuild the config of {run_dir}: {e}") from None
-
-
-def build_loaded_trainer(cfg, run_dir: Path, load_epoch: Optional[int]):
-    """The trainer of ``cfg`` with the run's checkpoint loaded (nothing to load for zero-shot CLIP)."""
-    from engine import build_trainer
-    from engine.utils import set_random_seed
-
-    set_random_seed(cfg.SEED)
-    trainer = build_trainer(cfg)
-    if trainer.get_model_names():
-        trainer.load_model(str(run_dir), epoch=load_epoch)
-    trainer.set_model_mode("eval")
-    return trainer
-
-
-def split_loader(trainer, split: str):
-    if split == "val":
-        if trainer.val_loader is None:
-            raise AnalysisError(f"{trainer.cfg.DATASET.NAME} has no validation split here; use --split test.")
-        return trainer.val_loader
-    return trainer.test_loader
+def load_analysed_run(run_dir: Path, out_dir: Path, load_epoch: Optional[int], opts: Sequence[str] = ()):
+    """The run's trainer on its dataset (:func:`experiments.trained_model.load_run`), its OUTPUT_DIR ``out_dir``."""
+    return load_run(str(run_dir), load_epoch=load_epoch, opts=opts, with_data=True, output_dir=str(out_dir))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -457,9 +428,8 @@ def analyse_run(index: int, run_dir: Path, out: Path, args) -> dict:
     opts = list(args.opts)
     if args.classes:
         opts += ["DATASET.SUBSAMPLE_CLASSES", args.classes]
-    cfg = load_run_cfg(run_dir, out, opts)
-    run_out = out / run_name(index, cfg)
-    trainer = build_loaded_trainer(cfg, run_dir, args.load_epoch)
+    trainer = load_analysed_run(run_dir, out, args.load_epoch, opts)
+    run_out = out / run_name(index, trainer.cfg)
     record = analyse(trainer, run_dir, args.split, args.max_batches)
     record["load_epoch"] = args.load_epoch
     run_out.mkdir(parents=True, exist_ok=True)
@@ -468,8 +438,8 @@ def analyse_run(index: int, run_dir: Path, out: Path, args) -> dict:
     if args.tsne and getattr(trainer, "IMAGE_CONDITIONED_TEXT", False):
         print(f"{run_label(record)}: no t-SNE, its text features are conditioned on each image.")
     elif args.tsne:
-        cfg_all = load_run_cfg(run_dir, out, list(args.opts) + ["DATASET.SUBSAMPLE_CLASSES", "all"])
-        data = tsne_features(build_loaded_trainer(cfg_all, run_dir, args.load_epoch), args.tsne_images)
+        every_class = list(args.opts) + ["DATASET.SUBSAMPLE_CLASSES", "all"]
+        data = tsne_features(load_analysed_run(run_dir, out, args.load_epoch, every_class), args.tsne_images)
         plot_tsne(data, f"{run_label(record)}: image (dots) and text (stars) features, test split",
                   run_out / "tsne.png")
     print(f"{run_label(record)}: accuracy {record['accuracy']:.2f}% on {record['num_images']} {args.split} images, "

@@ -13,6 +13,7 @@ a space, as for datasets. For LAMM, names without a learned label fall back to t
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ import torch
 
 from engine.config import build_cfg
 from engine.data.transforms import build_transform
+from engine.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -78,21 +80,35 @@ def trainer_for_classes(cfg, classnames: Sequence[str], input_size_from_backbone
     return cls(cfg)
 
 
-def run_config(model_dir: str, opts: Sequence[str] = ()):
-    """The resolved config of a training run (``<model_dir>/config.yaml``), with ``opts`` applied."""
+def run_config(model_dir: str, opts: Sequence[str] = (), root: Optional[str] = None, output_dir: Optional[str] = None):
+    """The resolved config of a training run (``<model_dir>/config.yaml``), with ``opts`` applied; ``root`` and
+    ``output_dir``, when given, replace the dataset root and the output directory."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: --model-dir must be a run directory written by train.py "
                                 f"(it holds {CONFIG_FILE} and one folder of checkpoints per trained module).")
-    return build_cfg("", path, list(opts))
+    return build_cfg("", path, list(opts), root=root, output_dir=output_dir)
 
 
-def load_run(model_dir: str, classnames: Sequence[str], load_epoch: Optional[int] = None, opts: Sequence[str] = ()):
-    """The run's trainer for ``classnames`` with its trained weights loaded, in evaluation mode. ``model_dir`` may
-    also be a ``prompts`` file written by ``tools.export``."""
-    if os.path.isfile(model_dir):
+def load_run(model_dir: str, classnames: Sequence[str] = (), load_epoch: Optional[int] = None, opts: Sequence[str] = (),
+             *, with_data: bool = False, root: Optional[str] = None, output_dir: Optional[str] = None):
+    """The run's trainer with its trained weights loaded (nothing to load for zero-shot CLIP), in evaluation mode.
+
+    By default it is built for ``classnames`` without its dataset, and ``model_dir`` may also be a ``prompts`` file
+    written by ``tools.export``. ``with_data``: built on its own dataset (``classnames`` unused; ``root`` and
+    ``output_dir`` as in :func:`run_config`), its loaders ready and the RNGs seeded with the run's seed, as
+    ``train.py --eval-only`` does."""
+    if with_data:
+        from engine import build_trainer
+        from engine.utils import set_random_seed
+
+        cfg = run_config(model_dir, opts, root=root, output_dir=output_dir)
+        set_random_seed(cfg.SEED)
+        trainer = build_trainer(cfg)
+    elif os.path.isfile(model_dir):
         return load_exported(model_dir, classnames, opts)
-    trainer = trainer_for_classes(run_config(model_dir, opts), classnames)
+    else:
+        trainer = trainer_for_classes(run_config(model_dir, opts), classnames)
     if trainer.get_model_names():
         trainer.load_model(model_dir, epoch=load_epoch)
     trainer.set_model_mode("eval")
@@ -125,8 +141,6 @@ def load_exported(path: str, classnames: Sequence[str], opts: Sequence[str] = ()
 
 def check_backbone(trainer, artefact: dict, path: str) -> None:
     """Refuse to serve an export with backbone weights other than those it was made with (``backbone_sha256``)."""
-    from .export import backbone_fp32, weights_sha256
-
     expected = artefact.get("backbone_sha256")
     if expected is None:
         logger.warning("%s records no backbone digest (an export of an older version): the backbone weights loaded "
@@ -136,6 +150,28 @@ def check_backbone(trainer, artefact: dict, path: str) -> None:
         raise ValueError(f"{path} was exported with other weights for backbone {trainer.cfg.MODEL.BACKBONE.NAME!r} "
                          "than the ones loaded here (their SHA-256 digests differ), so its predictions would not be "
                          "the exported model's: serve it with the backbone weights it was made with.")
+
+
+def weights_sha256(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's weights: for each state-dict entry in sorted name order, the UTF-8 name followed by
+    the tensor's fp32 values in C order (``tensor.float().numpy().tobytes()``). The README snippet computes the
+    same over ``model.visual`` to check an export's ``visual_sha256``."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def backbone_fp32(trainer) -> torch.nn.Module:
+    """The trainer's open_clip model with fp32 weights: its own when it runs in fp32, else the same backbone loaded
+    again (a GPU run may hold it in fp16), so that digests do not depend on the precision."""
+    from clip.loading import load_model
+
+    model = trainer.clip_model.model
+    if all(t.dtype == torch.float32 for t in model.state_dict().values() if t.is_floating_point()):
+        return model
+    backbone = trainer.cfg.MODEL.BACKBONE
+    return load_model(backbone.NAME, backbone.get("CACHE_DIR", "") or None)
 
 
 def zeroshot_trainer(trainer: str, backbone: str, classnames: Sequence[str], config_file: str = "",
@@ -166,6 +202,16 @@ def text_side(trainer) -> None:
     """Prepare the trainer's per-evaluation text cache (``before_test``), as ``test()`` does."""
     trainer.set_model_mode("eval")
     trainer.before_test()
+
+
+def split_loader(trainer, split: str):
+    """The run's ``test`` loader, or its ``val`` loader when its dataset has one."""
+    if split == "test":
+        return trainer.test_loader
+    if split == "val" and trainer.val_loader is not None:
+        return trainer.val_loader
+    raise UserError(f'--split {split}: {trainer.cfg.DATASET.NAME} has no such split here; use "test" (or "val" when '
+                    "the dataset has one).")
 
 
 CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")

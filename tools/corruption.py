@@ -8,8 +8,9 @@ import sys
 from typing import Optional, Sequence
 
 from experiments import corruption as library
-from experiments.corruption import (CorruptionError, OUT_NAME, accuracy_function, format_report, load_run, run_study,
-                                    split_loader)
+from experiments.corruption import (CorruptionError, OUT_NAME, accuracy_function, format_report,
+                                    require_learned_context, run_study)
+from experiments.trained_model import load_run, split_loader
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +37,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if any(v < 0 for v in args.replace):
             raise CorruptionError(f"--replace takes standard deviations >= 0; got {args.replace}.")
         setup_logger("")
-        trainer = load_run(args.model_dir, args.load_epoch, args.root, args.opts or [])
+        trainer = load_run(args.model_dir, load_epoch=args.load_epoch, opts=args.opts or [], with_data=True,
+                           root=args.root, output_dir=args.model_dir)
+        require_learned_context(trainer)
         accuracy = accuracy_function(trainer, split_loader(trainer, args.split))
         n_ctx = trainer.prompt_learner.ctx.shape[-2]
         positions = args.positions if args.positions is not None else list(range(n_ctx))
