@@ -4,9 +4,10 @@ A run started as a new process pays for importing torch and open_clip and for bu
 on a loaded 2-core machine that is most of an eval-only toy run. A worker here imports them once and then
 executes run after run, each exactly as ``python train.py ARGS`` would:
 
-- each run calls ``train.main(ARGS)``, which seeds every RNG from the run's own seed, logs to its own output
-  directory and writes its own results; the run's stdout and stderr (file descriptors 1 and 2) go to its
-  ``run.log``; global switches a run may set (deterministic algorithms, cuDNN flags) are reset before the next;
+- each run calls ``engine.launch.main(ARGS)`` (what ``train.py`` runs), which seeds every RNG from the run's own
+  seed, logs to its own output directory and writes its own results; the run's stdout and stderr (file
+  descriptors 1 and 2) go to its ``run.log``; global switches a run may set (deterministic algorithms, cuDNN
+  flags) are reset before the next;
 - backbones are reused across runs of a worker: the first load of a backbone keeps a master copy, and later runs
   get a deep copy of it. Building a CLIP draws from torch's RNG (module initialisation), so an entry is keyed by
   the torch RNG state before the load as well, and a reuse leaves the RNG exactly where a real load leaves it:

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 import tempfile
+
 import torch
 
 from experiments import bench as library

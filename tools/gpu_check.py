@@ -6,8 +6,9 @@ import os
 import sys
 import tempfile
 import time
-import torch
 from typing import Optional, Sequence
+
+import torch
 
 from experiments import gpu_check as library
 from experiments.gpu_check import NoCudaError, PRECISIONS, TRAINERS, require_cuda, run_checks

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import torch
 from pathlib import Path
+
+import torch
 
 from clip import toyclip
 from experiments import pretrain_toyclip as library
