@@ -80,25 +80,33 @@ def _atomic_write(path: str, mode: str, write, check=None) -> None:
     """Call ``write(file)`` on a temporary file in ``path``'s folder, flush it to disk, ``check(temporary path)`` if
     given, then rename it over ``path``; on any failure (``check`` raising included) the temporary file is removed
     and ``path`` is untouched. A failed write (``OSError``, or ``torch.save``'s ``RuntimeError``) raises
-    :class:`FileWriteError`."""
+    :class:`FileWriteError`; what ``check`` raises is raised as it is."""
     try:
         fd, tmp = _temp_file(path)
     except OSError as e:
         raise write_error(path, e) from e
+    refused = None
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         if check is not None:
-            check(tmp)
-        os.replace(tmp, path)
+            try:
+                check(tmp)
+            except BaseException as e:
+                refused = e
+        if refused is None:
+            os.replace(tmp, path)
     except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
         if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, FileWriteError):
             raise write_error(path, e) from e
         raise
+    if refused is not None:
+        os.remove(tmp)
+        raise refused
 
 
 def atomic_torch_save(obj, path: str, check=None) -> None:
