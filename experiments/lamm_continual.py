@@ -32,13 +32,14 @@ from typing import List, Sequence
 import torch
 
 from engine.launch import main as train_main
-from engine.utils import latest_checkpoint, load_checkpoint
+from engine.utils import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.lamm import LABEL_PREFIX, META_KEY
 
 logger = logging.getLogger("lamm_continual")
 
 MODEL_NAME = "prompt_learner"
 SETS = (("set1", "base"), ("set2", "new"))
+SUMMARY_FILE = "continual.json"
 
 
 class ContinualError(ValueError):
@@ -114,3 +115,25 @@ def merge_label_checkpoints(paths: Sequence[str]) -> dict:
 def accuracy(run_dir: str) -> float:
     with open(os.path.join(run_dir, "results.json")) as f:
         return float(json.load(f)["metrics"]["accuracy"])
+
+
+def run_continual(args) -> dict:
+    """Both training runs, the merged label table, the evaluation on the union; returns (and writes to
+    ``<output_dir>/continual.json``) the three accuracies. ``args`` holds the options of ``tools.lamm_continual``.
+    Raises :class:`ContinualError` for a request it cannot serve, :class:`TrainFailed` when a run failed."""
+    out = args.output_dir
+    for name, subsample in SETS:
+        run_train(train_argv(args, os.path.join(out, name), subsample))
+    merged = merge_label_checkpoints([final_checkpoint(os.path.join(out, name)) for name, _ in SETS])
+    merged_dir = os.path.join(out, "merged")
+    save_checkpoint(merged, os.path.join(merged_dir, MODEL_NAME))
+    union = os.path.join(out, "union")
+    run_train(train_argv(args, union, "all", "--eval-only", "--model-dir", merged_dir,
+                         "--load-epoch", str(merged["epoch"]), "--force"))
+    summary = {"set1_accuracy": accuracy(os.path.join(out, "set1")),
+               "set2_accuracy": accuracy(os.path.join(out, "set2")),
+               "union_accuracy": accuracy(union),
+               "num_classes": len(merged[META_KEY]["classnames"]),
+               "merged_from": merged["merged_from"]}
+    atomic_write_text(json.dumps(summary, indent=2) + "\n", os.path.join(out, SUMMARY_FILE))
+    return summary

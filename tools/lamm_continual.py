@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-from engine.utils import atomic_write_text, save_checkpoint
 from experiments import lamm_continual as library
-from experiments.lamm_continual import (ContinualError, MODEL_NAME, SETS, TrainFailed, accuracy, final_checkpoint,
-                                        merge_label_checkpoints, run_train, train_argv)
+from experiments.lamm_continual import ContinualError, SUMMARY_FILE, TrainFailed, run_continual
 from tools.cli import int_at_least
-from trainers.lamm import META_KEY
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,32 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    out = args.output_dir
     try:
-        for name, subsample in SETS:
-            run_train(train_argv(args, os.path.join(out, name), subsample))
-        merged = merge_label_checkpoints([final_checkpoint(os.path.join(out, name)) for name, _ in SETS])
-        merged_dir = os.path.join(out, "merged")
-        save_checkpoint(merged, os.path.join(merged_dir, MODEL_NAME))
-        union = os.path.join(out, "union")
-        run_train(train_argv(args, union, "all", "--eval-only", "--model-dir", merged_dir,
-                             "--load-epoch", str(merged["epoch"]), "--force"))
+        summary = run_continual(args)
     except ContinualError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except TrainFailed as e:  # train.py printed its one-line error
         return e.code
-    summary = {"set1_accuracy": accuracy(os.path.join(out, "set1")),
-               "set2_accuracy": accuracy(os.path.join(out, "set2")),
-               "union_accuracy": accuracy(union),
-               "num_classes": len(merged[META_KEY]["classnames"]),
-               "merged_from": merged["merged_from"]}
-    atomic_write_text(json.dumps(summary, indent=2) + "\n", os.path.join(out, "continual.json"))
     print(f"set 1 (base classes): {summary['set1_accuracy']:.2f}%  set 2 (new classes): "
           f"{summary['set2_accuracy']:.2f}%  union of {summary['num_classes']} classes: "
-          f"{summary['union_accuracy']:.2f}%  ({os.path.join(out, 'continual.json')})")
+          f"{summary['union_accuracy']:.2f}%  ({os.path.join(args.output_dir, SUMMARY_FILE)})")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
