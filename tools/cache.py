@@ -8,10 +8,7 @@ from experiments import cache as library
 from experiments.cache import describe
 
 
-def main(argv=None) -> int:
-    from engine.evaluation.feature_cache import FeatureStore
-    from trainers.feature_cache import feature_cache_dir
-
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.cache", description=library.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     action = parser.add_mutually_exclusive_group(required=True)
@@ -21,7 +18,14 @@ def main(argv=None) -> int:
     parser.add_argument("--cache-dir", default="", help="the weights cache directory (default: $CLIP_CACHE_DIR, "
                                                         "else ~/.cache/clip)")
     parser.add_argument("-v", "--verbose", action="store_true", help="with --info, describe each entry")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from engine.evaluation.feature_cache import FeatureStore
+    from trainers.feature_cache import feature_cache_dir
+
     store = FeatureStore(feature_cache_dir(args.cache_dir))
     if args.info:
         n, size = store.info()

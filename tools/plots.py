@@ -12,7 +12,7 @@ from experiments.plots import plot_curves, plot_fewshot
 from experiments.results import Reported, ResultsError, summarize
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.plots", description=library.__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="kind", required=True)
     for kind, what in (("base2new", "new against base accuracy with HM iso-lines (or --view bars)"),
@@ -29,7 +29,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     s.add_argument("run_dirs", type=Path, nargs="+")
     s.add_argument("--out", type=Path, required=True, help="figure file (.png, .pdf or .svg)")
     s.add_argument("--labels", nargs="+", help="legend labels, one per run directory (equal labels: mean ± std)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.kind == "curves":
             path = plot_curves(args.run_dirs, args.out, args.labels)

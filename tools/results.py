@@ -11,7 +11,7 @@ from experiments.protocols import PROTOCOLS
 from experiments.results import FORMATS, ResultsError, report, summarize
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.results", description=library.__doc__.split("\n\n")[0])
     p.add_argument("output_dir", type=Path, help="root of the run directories (e.g. output/)")
     p.add_argument("--format", choices=[*FORMATS, "csv"], help="default: from --output's extension, else terminal")
@@ -19,7 +19,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--output", type=Path, help="also write the table to this file")
     p.add_argument("--protocols", nargs="+", choices=[*PROTOCOLS, "other"], help="only these protocols")
     p.add_argument("--trainers", nargs="+", help="only these trainers")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     suffix_format = {".md": "markdown", ".csv": "csv", ".tex": "latex"}
     fmt_name = args.format or (suffix_format.get(args.output.suffix) if args.output else None) or "terminal"
     try:
