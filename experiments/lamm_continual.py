@@ -65,7 +65,9 @@ def train_argv(args, output_dir: str, subsample: str, *extra: str) -> List[str]:
         "DATASET.NUM_SHOTS", str(args.shots), "DATASET.SUBSAMPLE_CLASSES", subsample]
 
 
-def run_train(argv: Sequence[str]) -> None:
+def train_in_process(argv: Sequence[str]) -> None:
+    """``python train.py ARGV`` in this process (:func:`engine.launch.main`); :class:`TrainFailed` unless it
+    returns 0."""
     code = train_main(list(argv))
     if code != 0:
         raise TrainFailed(code)
@@ -123,13 +125,13 @@ def run_continual(args) -> dict:
     Raises :class:`ContinualError` for a request it cannot serve, :class:`TrainFailed` when a run failed."""
     out = args.output_dir
     for name, subsample in SETS:
-        run_train(train_argv(args, os.path.join(out, name), subsample))
+        train_in_process(train_argv(args, os.path.join(out, name), subsample))
     merged = merge_label_checkpoints([final_checkpoint(os.path.join(out, name)) for name, _ in SETS])
     merged_dir = os.path.join(out, "merged")
     save_checkpoint(merged, os.path.join(merged_dir, MODEL_NAME))
     union = os.path.join(out, "union")
-    run_train(train_argv(args, union, "all", "--eval-only", "--model-dir", merged_dir,
-                         "--load-epoch", str(merged["epoch"]), "--force"))
+    train_in_process(train_argv(args, union, "all", "--eval-only", "--model-dir", merged_dir,
+                                "--load-epoch", str(merged["epoch"]), "--force"))
     summary = {"set1_accuracy": accuracy(os.path.join(out, "set1")),
                "set2_accuracy": accuracy(os.path.join(out, "set2")),
                "union_accuracy": accuracy(union),

@@ -144,16 +144,19 @@ def run_classnames(model_dir: str, opts: Sequence[str]) -> List[str]:
                          "class, or --classnames-file FILE.") from None
 
 
-def build_trainer(args, classnames: Optional[List[str]], opts: Sequence[str]):
-    if args.model_dir:
-        if not os.path.isfile(args.model_dir):  # a run directory; an export file stores its class names
-            classnames = classnames or run_classnames(args.model_dir, opts)
-        trainer = load_run(args.model_dir, classnames, args.load_epoch, opts)
-        return trainer, eval_transform(trainer)
-    if not (args.trainer and args.backbone):
+def serving_trainer(classnames: Optional[List[str]], opts: Sequence[str], model_dir: str = "",
+                    load_epoch: Optional[int] = None, trainer: str = "", backbone: str = "", config_file: str = ""):
+    """(trainer, test-time transform) to serve: the run or export at ``model_dir``, else zero-shot CLIP
+    (``trainer`` on ``backbone``); ``classnames`` default to the run's own."""
+    if model_dir:
+        if not os.path.isfile(model_dir):  # a run directory; an export file stores its class names
+            classnames = classnames or run_classnames(model_dir, opts)
+        model = load_run(model_dir, classnames, load_epoch, opts)
+        return model, eval_transform(model)
+    if not (trainer and backbone):
         raise ValueError("Pass --model-dir RUN, or --trainer ZeroshotCLIP --backbone NAME for zero-shot CLIP.")
     if not classnames:
         raise ValueError("Zero-shot CLIP needs class names: --classname NAME once per class, or --classnames-file "
                          "FILE.")
-    trainer = zeroshot_trainer(args.trainer, args.backbone, classnames, args.config_file, opts)
-    return trainer, eval_transform(trainer, match_backbone=not args.config_file)
+    model = zeroshot_trainer(trainer, backbone, classnames, config_file, opts)
+    return model, eval_transform(model, match_backbone=not config_file)

@@ -273,7 +273,7 @@ def test_continual_learning_keeps_the_first_set_untouched(tmp_path):
     out = tmp_path / "continual"
     argv = _continual_argv(tmp_path, out)
     args = lamm_continual_cli.build_parser().parse_args(argv)
-    lamm_continual.run_train(lamm_continual.train_argv(args, str(out / "set1"), "base"))
+    lamm_continual.train_in_process(lamm_continual.train_argv(args, str(out / "set1"), "base"))
     set1_path = lamm_continual.final_checkpoint(str(out / "set1"))
     set1_bytes = open(set1_path, "rb").read()
     set1 = load_checkpoint(set1_path)

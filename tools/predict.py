@@ -8,7 +8,7 @@ from typing import List, Optional
 
 from engine.errors import user_error_types
 from experiments import predict as library
-from experiments.predict import build_trainer, expand_inputs, predict, write_records
+from experiments.predict import expand_inputs, predict, serving_trainer, write_records
 from experiments.trained_model import check_opts
 from tools.cli import add_class_name_arguments, class_names_from_args
 
@@ -45,7 +45,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not (args.inputs or args.input):
             raise ValueError("No images given: pass image files, folders or globs as arguments, or --input PATH.")
         paths = expand_inputs([*args.inputs, *args.input])
-        trainer, transform = build_trainer(args, names, opts)
+        trainer, transform = serving_trainer(names, opts, args.model_dir, args.load_epoch, args.trainer, args.backbone,
+                                             args.config_file)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError, *user_error_types()) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
