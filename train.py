@@ -9,7 +9,7 @@ Trailing ``KEY VALUE`` pairs override the config. The lifecycle (finished-run ch
 """
 import sys
 
-from engine.launch import build_parser, main, run, setup_cfg  # noqa: F401  (train.main etc., as before)
+from engine.launch import main
 
 if __name__ == "__main__":
     try:
