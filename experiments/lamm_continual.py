@@ -32,6 +32,7 @@ from typing import List, Sequence
 import torch
 
 from engine.launch import main as train_main
+from engine.run_results import RESULTS_FILE
 from engine.utils import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
 from trainers.lamm import LABEL_PREFIX, META_KEY
 
@@ -115,7 +116,7 @@ def merge_label_checkpoints(paths: Sequence[str]) -> dict:
 
 
 def accuracy(run_dir: str) -> float:
-    with open(os.path.join(run_dir, "results.json")) as f:
+    with open(os.path.join(run_dir, RESULTS_FILE)) as f:
         return float(json.load(f)["metrics"]["accuracy"])
 
 

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from engine.run_results import RESULTS_FILE
 from experiments.base2new_plot import plot_base2new
 from experiments.figure_style import (check_out, describe, figure_style, is_zero_shot, legend_below, method_styles,
                                       ordered_methods, padded_limits, panel_title, save, seed_std, set_title)
@@ -128,7 +129,7 @@ def read_metrics(run_dir: Path) -> List[dict]:
 
 def run_info(run_dir: Path) -> dict:
     """Trainer, dataset, backbone and seed from ``<run_dir>/results.json`` (empty for a run still training)."""
-    path = Path(run_dir) / "results.json"
+    path = Path(run_dir) / RESULTS_FILE
     try:
         res = json.loads(path.read_text()) if path.is_file() else {}
     except ValueError:

@@ -30,6 +30,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from tabulate import tabulate
 
+from engine.run_results import RESULTS_FILE
 from experiments.protocols import (BASE2NEW_DATASETS, CONFIGS_DIR, DG_TARGETS, METHODS, PROTOCOLS, XD_SOURCE,
                                    XD_TARGETS, config_family, dataset_name, trainer_is_seed_free)
 
@@ -136,7 +137,7 @@ def parse_layout(parts: Sequence[str]) -> Optional[dict]:
 def read_run(run_dir: Path, configs_dir: Path = CONFIGS_DIR) -> Optional[Record]:
     """The record of one run directory, or None when it has no usable result (with a warning)."""
     layout = parse_layout(run_dir.parts) or {}
-    results_file, log = run_dir / "results.json", run_dir / "log.txt"
+    results_file, log = run_dir / RESULTS_FILE, run_dir / "log.txt"
     if results_file.is_file():
         try:
             res = json.loads(results_file.read_text())
@@ -197,7 +198,7 @@ def collect(root: Path, configs_dir: Path = CONFIGS_DIR) -> List[Record]:
     if not root.is_dir():
         raise ResultsError(f"No output directory {root}. Pass the --output-dir root of your runs "
                            f"(default output/), e.g. python -m tools.results output")
-    run_dirs = sorted({p.parent for name in ("results.json", "log.txt") for p in root.rglob(name)})
+    run_dirs = sorted({p.parent for name in (RESULTS_FILE, "log.txt") for p in root.rglob(name)})
     return [r for r in (read_run(d, configs_dir) for d in run_dirs) if r is not None]
 
 

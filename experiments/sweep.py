@@ -241,7 +241,7 @@ class Outcome:
 
 def accuracy_of(run: Run) -> str:
     try:
-        metrics = json.loads((run.output_dir / "results.json").read_text())["metrics"]
+        metrics = json.loads((run.output_dir / RESULTS_FILE).read_text())["metrics"]
         return f"accuracy {float(metrics['accuracy']):.2f}%"
     except (OSError, ValueError, KeyError, TypeError):
         return "no accuracy in results.json"
