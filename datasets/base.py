@@ -41,6 +41,7 @@ from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from engine.data.datasets import DatasetBase, DatasetError, Datum, MissingDataError
+from engine.utils.checkpoint import atomic_write_text
 
 from .layout import UnknownDatasetError, missing_paths
 
@@ -127,15 +128,6 @@ def split_sha256(split: Split) -> str:
     """SHA-256 of the split's canonical JSON: the identity of a split, whatever file it came from."""
     canonical = json.dumps([split[k] for k in SPLIT_KEYS], ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so parallel runs never see half a file."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -493,6 +485,6 @@ class BenchmarkDataset(DatasetBase):
     def write_or_warn(self, path: str, text: str) -> None:
         """Write a derived file; a read-only dataset folder only costs the cache (the content is deterministic)."""
         try:
-            atomic_write_text(path, text)
+            atomic_write_text(text, path)
         except OSError as e:
             log.warning("Could not write %s (%s); continuing without caching it.", path, e)

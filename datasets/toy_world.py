@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import colorsys
 import hashlib
+import io
 import itertools
 import json
 import logging
 import math
-import os
 import sys
 import time
 import zlib
@@ -37,6 +37,8 @@ from typing import Iterator
 
 import numpy as np
 from PIL import Image
+
+from engine.utils.checkpoint import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -531,21 +533,14 @@ def write_dataset(spec: ToyDatasetSpec, root: str | Path) -> dict:
     image_dir = dataset_dir / "images"
     split: dict[str, list] = {"train": [], "val": [], "test": []}
     for name, label, classname, relpath, image in generate_split(spec):
-        path = image_dir / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        Image.fromarray(image).save(tmp, format="PNG")
-        os.replace(tmp, path)
+        png = io.BytesIO()
+        Image.fromarray(image).save(png, format="PNG")
+        atomic_write_bytes(png.getvalue(), str(image_dir / relpath))
         split[name].append([relpath, label, classname])
-    _write_text(dataset_dir / spec.split_file, json.dumps(split))
-    _write_text(dataset_dir / FINGERPRINT_FILE, json.dumps({"dataset": spec.name, "fingerprint": fingerprint(spec)}))
+    atomic_write_text(json.dumps(split), str(dataset_dir / spec.split_file))
+    atomic_write_text(json.dumps({"dataset": spec.name, "fingerprint": fingerprint(spec)}),
+                      str(dataset_dir / FINGERPRINT_FILE))
     return split
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,7 @@ from engine.data import DataManager
 from engine.errors import UserError
 from engine.evaluation import build_evaluator
 from engine.run_files import append_line, truncate_epoch_lines
+from engine.run_results import RESULTS_FILE
 from engine.utils import (AverageMeter, CheckpointError, CorruptCheckpointError, MetricMeter, atomic_write_text,
                           get_rng_state, git_commit, load_checkpoint, save_checkpoint, set_rng_state, versions)
 from engine.utils.dassl_checkpoint import load_checkpoint_or_dassl
@@ -50,7 +51,6 @@ from engine.utils.tensorboard import TENSORBOARD_DIR, open_writer
 
 logger = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.jsonl"
 
 

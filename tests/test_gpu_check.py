@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from tests.helpers import TINY_VIT
-from tools import gpu_check
+from experiments import gpu_check
+from tools import gpu_check as gpu_check_cli
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_refuses_without_cuda(capsys):
-    assert gpu_check.main(["--trainers", "CoOp"]) == 2
+    assert gpu_check_cli.main(["--trainers", "CoOp"]) == 2
     err = capsys.readouterr().err
     assert "No CUDA GPU is visible" in err and "scripts/test.sh" in err
 

@@ -11,7 +11,8 @@ import clip
 from engine import build_trainer
 from engine.utils import latest_checkpoint, load_checkpoint, set_random_seed, setup_logger
 from tests.helpers import TINY_VIT, tiny_cfg
-from tools import lamm_continual
+from experiments import lamm_continual
+from tools import lamm_continual as lamm_continual_cli
 from trainers.lamm import LABEL_PREFIX, META_KEY
 from trainers.lamm_labels import LabelTable, class_keys
 from trainers.lamm_losses import feature_cosine_loss, logit_distillation
@@ -271,13 +272,13 @@ def test_continual_learning_keeps_the_first_set_untouched(tmp_path):
     tiny_cfg(str(tmp_path / "data"), str(tmp_path / "unused"))  # generates the dataset
     out = tmp_path / "continual"
     argv = _continual_argv(tmp_path, out)
-    args = lamm_continual.build_parser().parse_args(argv)
-    lamm_continual.run_train(lamm_continual.train_argv(args, str(out / "set1"), "base"))
+    args = lamm_continual_cli.build_parser().parse_args(argv)
+    lamm_continual.train_in_process(lamm_continual.train_argv(args, str(out / "set1"), "base"))
     set1_path = lamm_continual.final_checkpoint(str(out / "set1"))
     set1_bytes = open(set1_path, "rb").read()
     set1 = load_checkpoint(set1_path)
 
-    assert lamm_continual.main(argv) == 0  # set 1 is finished (not rerun); set 2, merge, union evaluation
+    assert lamm_continual_cli.main(argv) == 0  # set 1 is finished (not rerun); set 2, merge, union evaluation
 
     assert open(set1_path, "rb").read() == set1_bytes  # the second run never wrote set 1's checkpoint
     set2 = load_checkpoint(lamm_continual.final_checkpoint(str(out / "set2")))

@@ -14,7 +14,8 @@ import yaml
 from engine import build_trainer
 from engine.utils import load_checkpoint, set_random_seed, setup_logger
 from tests.helpers import tiny_cfg
-from tools import corruption, nemesis_plots
+from experiments import corruption
+from tools import corruption as corruption_cli, nemesis_plots
 from trainers.nemesis_loss import (omega, pan_flags, pan_loss, position_norms, pun_loss, rescaled_variants,
                                    sample_positions, weighted_norm)
 from trainers.nemesis_pan import BatchedTextScorer, SwappedContextScorer, context_value
@@ -282,7 +283,7 @@ def test_cocoop_base_completes_with_pan(tmp_path):
     res = json.load(open(os.path.join(cfg.OUTPUT_DIR, "results.json")))
     # the corruption study rebuilds the Nemesis-over-CoCoOp run from its config.yaml (image-conditioned path)
     out = tmp_path / "crt.json"
-    assert corruption.main(["--model-dir", cfg.OUTPUT_DIR, "--positions", "2", "--replace", "--rescale", "1.0",
+    assert corruption_cli.main(["--model-dir", cfg.OUTPUT_DIR, "--positions", "2", "--replace", "--rescale", "1.0",
                             "--out", str(out)]) == 0
     rec = json.load(open(out))
     assert rec["trainer"] == "Nemesis" and rec["original_accuracy"] == pytest.approx(res["metrics"]["accuracy"])
@@ -306,7 +307,7 @@ def test_corruption_study_on_a_coop_checkpoint(coop_run, tmp_path, capsys):
     out = tmp_path / "crt.json"
     argv = ["--model-dir", cfg.OUTPUT_DIR, "--load-epoch", "1", "--positions", "0", "3", "--replace", "0",
             "--rescale", "1.0", "0.5", "--out", str(out)]
-    assert corruption.main(argv) == 0
+    assert corruption_cli.main(argv) == 0
     rec = json.load(open(out))
     assert rec["trainer"] == "CoOp" and rec["n_ctx"] == 4
     assert rec["original_accuracy"] == pytest.approx(original)
@@ -347,7 +348,7 @@ def test_corruption_fast_path_matches_the_full_evaluation(coop_run):
 
 
 def test_corruption_errors_name_the_fix(tmp_path, capsys):
-    assert corruption.main(["--model-dir", str(tmp_path / "nowhere")]) == 2
+    assert corruption_cli.main(["--model-dir", str(tmp_path / "nowhere")]) == 2
     assert "config.yaml not found" in capsys.readouterr().err
 
 

@@ -14,8 +14,9 @@ from PIL import Image
 from clip.toyclip import TOYCLIP_CONFIG, create_toyclip
 from datasets.show import main as show_main
 from engine.data.data_manager import read_image
-from tools import export, predict
-from tools.trained_model import load_run, eval_transform
+from experiments import export
+from tools import export as export_cli, predict
+from experiments.trained_model import load_run, eval_transform
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDERS = {"red_ball": (220, 30, 30), "green_leaf": (30, 200, 40), "blue_sky": (30, 40, 220), "gold": (230, 220, 30)}
@@ -174,7 +175,7 @@ def test_export_text_features_for_plain_open_clip(run, tmp_path):
 
     root, out = run
     target = str(tmp_path / "coop.pt")
-    assert export.main([out, "--out", target, *flags(NEW_NAMES)]) == 0
+    assert export_cli.main([out, "--out", target, *flags(NEW_NAMES)]) == 0
     art = torch.load(target, weights_only=True)
     assert art["kind"] == "text_features" and art["classnames"] == NEW_NAMES and art["backbone"] == "toyclip"
 
@@ -197,7 +198,7 @@ def test_export_text_features_for_plain_open_clip(run, tmp_path):
 def test_export_prompts_serves_tools_predict(run, capsys, tmp_path):
     root, out = run
     target = str(tmp_path / "coop_prompts.pt")
-    assert export.main([out, "--out", target, "--kind", "prompts", "--classname", "x", "--classname", "y"]) == 0
+    assert export_cli.main([out, "--out", target, "--kind", "prompts", "--classname", "x", "--classname", "y"]) == 0
     art = torch.load(target, weights_only=True)
     assert art["kind"] == "prompts" and set(art["modules"]) == {"prompt_learner"} and "TRAINER" in art["config"]
     image = os.path.join(root, "red_ball", "2.png")
@@ -234,7 +235,7 @@ def test_readme_export_snippet(run, tmp_path, monkeypatch, capsys):
     no open_clip name, so the export carries its architecture and image encoder, and tools.export says so."""
     root, out = run
     monkeypatch.chdir(tmp_path)
-    assert export.main([out, "--out", "photos_coop.pt", *flags(NEW_NAMES)]) == 0
+    assert export_cli.main([out, "--out", "photos_coop.pt", *flags(NEW_NAMES)]) == 0
     assert "carries its architecture and image-encoder weights" in capsys.readouterr().err
     Image.open(os.path.join(root, "green_leaf", "4.png")).save("fox.jpg", quality=95)
     exec(compile(readme_snippet(), "README.md", "exec"), {})
@@ -263,7 +264,7 @@ def test_readme_export_snippet_checks_the_image_encoder(run, tmp_path, monkeypat
 
     root, out = run
     monkeypatch.chdir(tmp_path)
-    assert export.main([out, "--out", "photos_coop.pt", *flags(NEW_NAMES)]) == 0
+    assert export_cli.main([out, "--out", "photos_coop.pt", *flags(NEW_NAMES)]) == 0
     Image.open(os.path.join(root, "blue_sky", "1.png")).save("fox.jpg", quality=95)
     art = torch.load("photos_coop.pt", weights_only=True)
     model = noisy_visual(create_toyclip()) if noise else create_toyclip()
@@ -292,7 +293,7 @@ def test_predict_refuses_an_export_with_other_backbone_weights(run, tmp_path, mo
 
     root, out = run
     target = str(tmp_path / "coop_prompts.pt")
-    assert export.main([out, "--out", target, "--kind", "prompts"]) == 0
+    assert export_cli.main([out, "--out", target, "--kind", "prompts"]) == 0
     art = torch.load(target, weights_only=True)
     assert art["backbone_sha256"] == export.weights_sha256(create_toyclip())
     assert art["visual_sha256"] == export.weights_sha256(create_toyclip().visual)
@@ -314,7 +315,7 @@ def test_predict_takes_class_names_from_an_export(run, tmp_path, capsys):
     """``--model-dir EXPORT.pt`` without class names classifies under the names stored in the export."""
     root, out = run
     target = str(tmp_path / "coop_prompts.pt")
-    assert export.main([out, "--out", target, "--kind", "prompts", *flags(NEW_NAMES[:3])]) == 0
+    assert export_cli.main([out, "--out", target, "--kind", "prompts", *flags(NEW_NAMES[:3])]) == 0
     folder = os.path.join(root, "green_leaf")
     stored = predictions(["--model-dir", target, "--topk", "3", folder], capsys)
     assert stored == predictions(["--model-dir", out, *flags(NEW_NAMES[:3]), "--topk", "3", folder], capsys)
@@ -361,7 +362,7 @@ def test_predict_refuses_names_that_are_not_names(run, tmp_path, capsys, argv, m
 def test_export_refuses_a_path_as_class_name(run, tmp_path, capsys):
     root, out = run
     target = tmp_path / "x.pt"
-    assert export.main([out, "--out", str(target), "--classname", "cat", "--classname", root]) == 2
+    assert export_cli.main([out, "--out", str(target), "--classname", "cat", "--classname", root]) == 2
     assert "is an existing file or folder" in capsys.readouterr().err and not target.exists()
 
 
@@ -410,7 +411,7 @@ def test_lamm_run_for_unseen_names_falls_back_to_their_tokens(tmp_path):
 
 def test_zero_shot_export(tmp_path):
     target = str(tmp_path / "zs.pt")
-    assert export.main(["--trainer", "ZeroshotCLIP", "--backbone", "toyclip", *flags(NEW_NAMES),
+    assert export_cli.main(["--trainer", "ZeroshotCLIP", "--backbone", "toyclip", *flags(NEW_NAMES),
                         "--out", target]) == 0
     art = torch.load(target, weights_only=True)
     from clip.toyclip import tokenizer

@@ -9,9 +9,10 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from matplotlib.text import Text
 
-from tools import base2new_plot, plots
-from tools.figure_style import figure_style
-from tools.results import Reported, ResultsError, harmonic_mean, summarize
+from experiments import base2new_plot, plots
+from tools import plots as plots_cli
+from experiments.figure_style import figure_style
+from experiments.results import Reported, ResultsError, harmonic_mean, summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SEEDS = (1, 2, 3)
@@ -172,7 +173,7 @@ def test_point_labels_do_not_collide(tmp_path):
 
 
 def test_eleven_datasets_grid_and_published_overlay(tmp_path):
-    from tools.protocols import BASE2NEW_DATASETS, dataset_name
+    from experiments.protocols import BASE2NEW_DATASETS, dataset_name
 
     root = tmp_path / "runs"
     write_base2new(root, ("ZeroshotCLIP", "CoOp"), {s: dataset_name(s) for s in BASE2NEW_DATASETS}, seeds=(1, 2))
@@ -287,13 +288,13 @@ def test_rerender_is_byte_identical(runs, tmp_path, suffix):
 
 def test_cli_and_clear_errors(runs, tmp_path, capsys):
     tree, _ = runs
-    assert plots.main(["base2new", str(tree), "--out", str(tmp_path / "cli.png")]) == 0
+    assert plots_cli.main(["base2new", str(tree), "--out", str(tmp_path / "cli.png")]) == 0
     assert is_png(tmp_path / "cli.png")
-    assert plots.main(["base2new", str(tree), "--out", str(tmp_path / "bars.png"), "--view", "bars",
+    assert plots_cli.main(["base2new", str(tree), "--out", str(tmp_path / "bars.png"), "--view", "bars",
                        "--compare", "reported"]) == 0
-    assert plots.main(["fewshot", str(tree), "--out", str(tmp_path / "fs.pdf")]) == 0
+    assert plots_cli.main(["fewshot", str(tree), "--out", str(tmp_path / "fs.pdf")]) == 0
     assert (tmp_path / "fs.pdf").read_bytes()[:5] == b"%PDF-"
-    assert plots.main(["curves", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c.png")]) == 2
+    assert plots_cli.main(["curves", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c.png")]) == 2
     assert "expected" in capsys.readouterr().err and not (tmp_path / "c.png").exists()
     with pytest.raises(ResultsError, match=r"\.png, \.pdf or \.svg"):
         plots.plot_base2new(summarize(tree, ["base2new"]), tmp_path / "x.jpg")

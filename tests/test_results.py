@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools import results
-from tools.results import Reported, Summary, harmonic_mean, log_accuracy, summarize
+from experiments import results
+from tools import results as results_cli
+from experiments.results import Reported, Summary, harmonic_mean, log_accuracy, summarize
 
 
 def write_result(root: Path, rel: str, accuracy: float, **fields) -> Path:
@@ -230,11 +231,11 @@ def test_shipped_reported_numbers_keep_schema_and_provenance():
 
 def test_cli_writes_the_table_in_the_format_of_the_file(tree, tmp_path, capsys):
     out = tmp_path / "tables" / "b2n.csv"
-    assert results.main([str(tree), "--output", str(out)]) == 0
+    assert results_cli.main([str(tree), "--output", str(out)]) == 0
     assert out.read_text().startswith("protocol,trainer,method")
-    assert results.main([str(tree), "--format", "latex", "--compare", "reported"]) == 0
+    assert results_cli.main([str(tree), "--format", "latex", "--compare", "reported"]) == 0
     assert "\\toprule" in capsys.readouterr().out
-    assert results.main([str(tmp_path / "nothing")]) == 2
+    assert results_cli.main([str(tmp_path / "nothing")]) == 2
     assert "No output directory" in capsys.readouterr().err
 
 
@@ -256,7 +257,7 @@ def test_nan_metrics_give_one_warning_naming_the_runs(tree, capsys):
     assert nan_warnings == [f"1 run(s) report NaN or infinite metrics, so every mean that includes them is nan too "
                             f"(diverged training? see each run's log.txt, fix the cause, delete the run directory "
                             f"and run it again): {bad} (accuracy, error_rate)"]
-    assert results.main([str(tree)]) == 0
+    assert results_cli.main([str(tree)]) == 0
     assert capsys.readouterr().err.count("NaN or infinite") == 1
 
 
@@ -311,7 +312,7 @@ def test_runs_resumed_with_another_config_are_marked(tmp_path, capsys):
     assert shapes.label == "CoOp [config changed on resume]"
     assert any("--allow-config-change" in w and "DATASET.NAME: 'ToyTinted' -> 'ToyShapes' (after epoch 3)" in w
                for w in s.warnings)
-    assert results.main([str(tmp_path)]) == 0
+    assert results_cli.main([str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert "CoOp [config changed on resume]" in captured.out and "config changed on resume" in captured.err
     csv_rows = list(csv.DictReader(io.StringIO(results.report(s, "csv"))))

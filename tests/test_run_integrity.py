@@ -255,6 +255,36 @@ def test_atomic_writers_name_their_temporary_files_for_the_clean_up(tmp_path, mo
     assert len(seen) == 1 and temp_target(seen[0]) == "results.json"
 
 
+def test_atomic_torch_save_check_refuses_before_the_rename(tmp_path):
+    """A ``check`` that raises leaves the old file as it was and no temporary file; one that passes sees the new
+    content at the temporary path, and the target gets it."""
+    from engine.utils.checkpoint import atomic_torch_save
+
+    target = tmp_path / "model.pt"
+    atomic_torch_save({"w": torch.zeros(2)}, str(target))
+    seen = []
+
+    def refuse(tmp):
+        seen.append(torch.load(tmp, weights_only=True)["w"].tolist())
+        raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        atomic_torch_save({"w": torch.ones(2)}, str(target), check=refuse)
+    assert seen == [[1.0, 1.0]] and os.listdir(tmp_path) == ["model.pt"]
+    assert torch.load(target, weights_only=True)["w"].tolist() == [0.0, 0.0]
+    atomic_torch_save({"w": torch.ones(2)}, str(target), check=seen.append)
+    assert torch.load(target, weights_only=True)["w"].tolist() == [1.0, 1.0] and len(seen) == 2
+
+
+def test_atomic_write_text_is_utf8_and_bytes_are_verbatim(tmp_path):
+    from engine.utils.checkpoint import atomic_write_bytes, atomic_write_text
+
+    atomic_write_text("café ☕\n", str(tmp_path / "names.txt"))
+    assert (tmp_path / "names.txt").read_bytes() == "café ☕\n".encode("utf-8")
+    atomic_write_bytes(b"\x89PNG\r\n", str(tmp_path / "sub" / "a.png"))
+    assert (tmp_path / "sub" / "a.png").read_bytes() == b"\x89PNG\r\n"
+
+
 def _failing_save(monkeypatch, epoch, error):
     """torch.save of epoch ``epoch``'s module checkpoint writes a little, then fails as on a full disk."""
     real_save = torch.save

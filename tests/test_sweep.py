@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tools import sweep
-from tools.protocols import REPO_ROOT, Run, Settings, settings_from_env, variant_folder
-from tools.sweep import Grid, Outcome, SlurmOptions, SweepError
+from experiments import sweep
+from tools import sweep as sweep_cli
+from experiments.protocols import REPO_ROOT, Run, Settings, settings_from_env, variant_folder
+from experiments.sweep import Grid, Outcome, SlurmOptions, SweepError
 
 # A stand-in for train.py: writes results.json (accuracy = argv[2]) unless the file named by argv[3] exists; with a
 # 4th argument it first checks that this dependency's results.json exists (the queue must have waited for it).
@@ -59,7 +60,7 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("OUTPUT", str(tmp_path / "out"))
 
     def run(*args):
-        return sweep.main(["--configs-dir", str(configs), *args])
+        return sweep_cli.main(["--configs-dir", str(configs), *args])
 
     return run
 
@@ -226,7 +227,7 @@ def test_failure_blocks_dependents_is_recorded_and_retried(tmp_path, capsys):
     assert recorded[a_test.run_id]["status"] == "blocked"
 
     flag.unlink()
-    assert sweep.main(["--retry-failed", "--output", str(root), "--jobs", "2"]) == 0
+    assert sweep_cli.main(["--retry-failed", "--output", str(root), "--jobs", "2"]) == 0
     out = capsys.readouterr().out
     assert "2 run(s) to execute" in out and a_test.finished
     assert not (root / sweep.FAILURES_FILE).exists()
@@ -250,7 +251,7 @@ def test_local_slots_cpu_and_gpu(monkeypatch):
 # ---- the Slurm path, through submitit's local executor ----
 
 def test_components_and_group_job(tmp_path):
-    from tools.slurm_job import GroupFailed, GroupJob
+    from experiments.slurm_job import GroupFailed, GroupJob
 
     (a1, a2), (b1, b2) = pair(tmp_path, "a"), pair(tmp_path, "b")
     groups = sweep.components([a1, b1, a2, b2])
@@ -438,7 +439,7 @@ def test_corrupt_failure_record_gives_a_clear_message(tmp_path, capsys):
     root = tmp_path / "out"
     root.mkdir()
     (root / sweep.FAILURES_FILE).write_text('{"runs": {"x": {"status": "fai')
-    assert sweep.main(["--retry-failed", "--output", str(root)]) == 2
+    assert sweep_cli.main(["--retry-failed", "--output", str(root)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {root / sweep.FAILURES_FILE} is not a valid failure record (JSONDecodeError")
     assert "move it aside or delete it" in err and len(err.splitlines()) == 1
@@ -468,7 +469,7 @@ def test_local_runner_executes_real_toy_runs(tmp_path):
     missing = [p for p in REAL if not (REPO_ROOT / p).is_file()]
     if missing:
         pytest.skip(f"toy configs / weights not present yet: {', '.join(missing)}")
-    code = sweep.main(["--protocol", "base2new", "--trainers", "CoOp", "ZeroshotCLIP", "--datasets", "toy_shapes",
+    code = sweep_cli.main(["--protocol", "base2new", "--trainers", "CoOp", "ZeroshotCLIP", "--datasets", "toy_shapes",
                        "--seeds", "1", "--config", "toy", "--root", str(tmp_path / "data"),
                        "--output", str(tmp_path / "out"), "--jobs", "2", "--opts", "OPTIM.MAX_EPOCH", "1"])
     assert code == 0
@@ -485,7 +486,7 @@ def test_local_runner_executes_real_toy_runs(tmp_path):
     assert new_res["subsample_classes"] == "new" and new_res["eval_only"] is True
     assert [json.loads(line)["epoch"] for line in (train / "metrics.jsonl").read_text().splitlines()] == [1]
     # a second sweep finds everything finished and runs nothing
-    assert sweep.main(["--protocol", "base2new", "--trainers", "CoOp", "--datasets", "toy_shapes", "--seeds", "1",
+    assert sweep_cli.main(["--protocol", "base2new", "--trainers", "CoOp", "--datasets", "toy_shapes", "--seeds", "1",
                        "--config", "toy", "--root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
                        "--opts", "OPTIM.MAX_EPOCH", "1"]) == 0
 
@@ -493,7 +494,7 @@ def test_local_runner_executes_real_toy_runs(tmp_path):
 # ---- the demo's discovery of toy datasets and trainers ----
 
 def test_demo_discovers_toy_configs(tmp_path):
-    from tools import demo
+    from experiments import demo
 
     configs = tmp_path / "configs"
     for rel in ("datasets/toy_b.yaml", "datasets/toy_a.yaml", "datasets/dtd.yaml", "trainers/CoOp/toy.yaml",
@@ -508,8 +509,8 @@ def test_demo_discovers_toy_configs(tmp_path):
 
 
 def test_demo_refuses_to_reuse_runs_made_from_other_inputs(tmp_path):
-    from tools import demo
-    from tools.protocols import CONFIGS_DIR, Settings, expand
+    from experiments import demo
+    from experiments.protocols import CONFIGS_DIR, Settings, expand
 
     configs = tmp_path / "configs"
     for rel in ("datasets/toy_shapes.yaml", "trainers/CoOp/toy.yaml", "trainers/MaPLe/toy.yaml"):
@@ -547,8 +548,8 @@ def test_demo_refuses_to_reuse_runs_made_from_other_inputs(tmp_path):
 def test_demo_with_other_seeds_reuses_the_runs_it_shares(tmp_path):
     """Seeds and trainers are part of each run's config (checked by the sweep), not of the demo's inputs: a demo
     over seeds 1-3 after one over seed 1 is no reason to refuse."""
-    from tools import demo
-    from tools.protocols import Settings, expand
+    from experiments import demo
+    from experiments.protocols import Settings, expand
 
     weights = tmp_path / "toyclip.pt"
     weights.write_bytes(b"weights v1")

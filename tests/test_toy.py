@@ -16,7 +16,7 @@ from PIL import Image
 from clip import toyclip
 from datasets import toy_world
 from datasets.toy_world import TOY_DATASETS, ToyDatasetSpec
-from tools.pretrain_toyclip import zero_shot_accuracy
+from experiments.pretrain_toyclip import zero_shot_accuracy
 
 TINY = ToyDatasetSpec(
     name="ToyTiny",

@@ -76,36 +76,53 @@ def write_error(path: str, error: BaseException) -> FileWriteError:
     return out
 
 
-def _atomic_write(path: str, mode: str, write) -> None:
-    """Call ``write(file)`` on a temporary file in ``path``'s folder, flush it to disk, then rename it over ``path``;
-    on any failure the temporary file is removed and ``path`` is untouched. A failed write (``OSError``, or
-    ``torch.save``'s ``RuntimeError``) raises :class:`FileWriteError`."""
+def _atomic_write(path: str, mode: str, write, check=None) -> None:
+    """Call ``write(file)`` on a temporary file in ``path``'s folder, flush it to disk, ``check(temporary path)`` if
+    given, then rename it over ``path``; on any failure (``check`` raising included) the temporary file is removed
+    and ``path`` is untouched. A failed write (``OSError``, or ``torch.save``'s ``RuntimeError``) raises
+    :class:`FileWriteError`; what ``check`` raises is raised as it is."""
     try:
         fd, tmp = _temp_file(path)
     except OSError as e:
         raise write_error(path, e) from e
+    refused = None
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if check is not None:
+            try:
+                check(tmp)
+            except BaseException as e:
+                refused = e
+        if refused is None:
+            os.replace(tmp, path)
     except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
         if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, FileWriteError):
             raise write_error(path, e) from e
         raise
+    if refused is not None:
+        os.remove(tmp)
+        raise refused
 
 
-def atomic_torch_save(obj, path: str) -> None:
-    """``torch.save(obj, path)``, atomically."""
-    _atomic_write(path, "wb", lambda f: torch.save(obj, f))
+def atomic_torch_save(obj, path: str, check=None) -> None:
+    """``torch.save(obj, path)``, atomically; ``check(temporary path)``, when given, may refuse the file by raising
+    (``path`` is then untouched)."""
+    _atomic_write(path, "wb", lambda f: torch.save(obj, f), check)
 
 
 def atomic_write_text(text: str, path: str) -> None:
-    """Write ``text`` to ``path``, atomically."""
+    """Write ``text`` to ``path`` (UTF-8), atomically."""
     _atomic_write(path, "w", lambda f: f.write(text))
+
+
+def atomic_write_bytes(data: bytes, path: str) -> None:
+    """Write ``data`` to ``path``, atomically."""
+    _atomic_write(path, "wb", lambda f: f.write(data))
 
 
 def save_checkpoint(state: dict, save_dir: str, is_best: bool = False, model_name: str = "") -> str:

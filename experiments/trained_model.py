@@ -13,7 +13,7 @@ a space, as for datasets. For LAMM, names without a learned label fall back to t
 """
 from __future__ import annotations
 
-import argparse
+import hashlib
 import logging
 import os
 import re
@@ -23,6 +23,7 @@ import torch
 
 from engine.config import build_cfg
 from engine.data.transforms import build_transform
+from engine.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -79,21 +80,35 @@ def trainer_for_classes(cfg, classnames: Sequence[str], input_size_from_backbone
     return cls(cfg)
 
 
-def run_config(model_dir: str, opts: Sequence[str] = ()):
-    """The resolved config of a training run (``<model_dir>/config.yaml``), with ``opts`` applied."""
+def run_config(model_dir: str, opts: Sequence[str] = (), root: Optional[str] = None, output_dir: Optional[str] = None):
+    """The resolved config of a training run (``<model_dir>/config.yaml``), with ``opts`` applied; ``root`` and
+    ``output_dir``, when given, replace the dataset root and the output directory."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: --model-dir must be a run directory written by train.py "
                                 f"(it holds {CONFIG_FILE} and one folder of checkpoints per trained module).")
-    return build_cfg("", path, list(opts))
+    return build_cfg("", path, list(opts), root=root, output_dir=output_dir)
 
 
-def load_run(model_dir: str, classnames: Sequence[str], load_epoch: Optional[int] = None, opts: Sequence[str] = ()):
-    """The run's trainer for ``classnames`` with its trained weights loaded, in evaluation mode. ``model_dir`` may
-    also be a ``prompts`` file written by ``tools.export``."""
-    if os.path.isfile(model_dir):
+def load_run(model_dir: str, classnames: Sequence[str] = (), load_epoch: Optional[int] = None, opts: Sequence[str] = (),
+             *, with_data: bool = False, root: Optional[str] = None, output_dir: Optional[str] = None):
+    """The run's trainer with its trained weights loaded (nothing to load for zero-shot CLIP), in evaluation mode.
+
+    By default it is built for ``classnames`` without its dataset, and ``model_dir`` may also be a ``prompts`` file
+    written by ``tools.export``. ``with_data``: built on its own dataset (``classnames`` unused; ``root`` and
+    ``output_dir`` as in :func:`run_config`), its loaders ready and the RNGs seeded with the run's seed, as
+    ``train.py --eval-only`` does."""
+    if with_data:
+        from engine import build_trainer
+        from engine.utils import set_random_seed
+
+        cfg = run_config(model_dir, opts, root=root, output_dir=output_dir)
+        set_random_seed(cfg.SEED)
+        trainer = build_trainer(cfg)
+    elif os.path.isfile(model_dir):
         return load_exported(model_dir, classnames, opts)
-    trainer = trainer_for_classes(run_config(model_dir, opts), classnames)
+    else:
+        trainer = trainer_for_classes(run_config(model_dir, opts), classnames)
     if trainer.get_model_names():
         trainer.load_model(model_dir, epoch=load_epoch)
     trainer.set_model_mode("eval")
@@ -126,8 +141,6 @@ def load_exported(path: str, classnames: Sequence[str], opts: Sequence[str] = ()
 
 def check_backbone(trainer, artefact: dict, path: str) -> None:
     """Refuse to serve an export with backbone weights other than those it was made with (``backbone_sha256``)."""
-    from .export import backbone_fp32, weights_sha256
-
     expected = artefact.get("backbone_sha256")
     if expected is None:
         logger.warning("%s records no backbone digest (an export of an older version): the backbone weights loaded "
@@ -137,6 +150,28 @@ def check_backbone(trainer, artefact: dict, path: str) -> None:
         raise ValueError(f"{path} was exported with other weights for backbone {trainer.cfg.MODEL.BACKBONE.NAME!r} "
                          "than the ones loaded here (their SHA-256 digests differ), so its predictions would not be "
                          "the exported model's: serve it with the backbone weights it was made with.")
+
+
+def weights_sha256(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's weights: for each state-dict entry in sorted name order, the UTF-8 name followed by
+    the tensor's fp32 values in C order (``tensor.float().numpy().tobytes()``). The README snippet computes the
+    same over ``model.visual`` to check an export's ``visual_sha256``."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def backbone_fp32(trainer) -> torch.nn.Module:
+    """The trainer's open_clip model with fp32 weights: its own when it runs in fp32, else the same backbone loaded
+    again (a GPU run may hold it in fp16), so that digests do not depend on the precision."""
+    from clip.loading import load_model
+
+    model = trainer.clip_model.model
+    if all(t.dtype == torch.float32 for t in model.state_dict().values() if t.is_floating_point()):
+        return model
+    backbone = trainer.cfg.MODEL.BACKBONE
+    return load_model(backbone.NAME, backbone.get("CACHE_DIR", "") or None)
 
 
 def zeroshot_trainer(trainer: str, backbone: str, classnames: Sequence[str], config_file: str = "",
@@ -169,41 +204,17 @@ def text_side(trainer) -> None:
     trainer.before_test()
 
 
+def split_loader(trainer, split: str):
+    """The run's ``test`` loader, or its ``val`` loader when its dataset has one."""
+    if split == "test":
+        return trainer.test_loader
+    if split == "val" and trainer.val_loader is not None:
+        return trainer.val_loader
+    raise UserError(f'--split {split}: {trainer.cfg.DATASET.NAME} has no such split here; use "test" (or "val" when '
+                    "the dataset has one).")
+
+
 CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
-
-
-def add_class_name_arguments(parser: argparse.ArgumentParser, default: str) -> None:
-    """``--classname NAME`` (repeated) and ``--classnames-file FILE``: each flag takes exactly one value, so class
-    names and image paths cannot swallow each other whatever their order. ``default`` says what no flag means."""
-    parser.add_argument("--classname", action="append", default=[], metavar="NAME",
-                        help=f"a class name; repeat the flag for each class (default: {default})")
-    parser.add_argument("--classnames-file", default="", metavar="FILE",
-                        help="a text file with one class name per line (blank lines skipped)")
-    parser.add_argument("--classnames", nargs="*", default=None, help=argparse.SUPPRESS)
-
-
-def class_names_from_args(args: argparse.Namespace) -> Optional[List[str]]:
-    """The class names of ``--classnames-file`` then ``--classname``, or ``None`` when neither is given. Empty names
-    and names that are existing files or folders (an image path given as a name) are refused."""
-    if args.classnames is not None:
-        raise ValueError("--classnames was replaced by --classname NAME (once per class) or --classnames-file FILE, "
-                         "so that class names and image paths cannot be confused.")
-    names: List[str] = []
-    if args.classnames_file:
-        if not os.path.isfile(args.classnames_file):
-            raise FileNotFoundError(f"--classnames-file {args.classnames_file}: no such file.")
-        with open(args.classnames_file, encoding="utf-8") as f:
-            names += [line.strip() for line in f if line.strip()]
-        if not names:
-            raise ValueError(f"--classnames-file {args.classnames_file} holds no class names (one per line).")
-    for name in args.classname:
-        if not name.strip():
-            raise ValueError("--classname is empty: every class needs a name (quote names with spaces).")
-        if os.path.exists(name):
-            raise ValueError(f"--classname {name!r} is an existing file or folder, not a class name: pass images as "
-                             "inputs, and a file of class names with --classnames-file.")
-        names.append(name.strip())
-    return names or None
 
 
 def check_opts(opts: Sequence[str]) -> List[str]:

@@ -34,13 +34,15 @@ import os
 import re
 import shlex
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
 
-from tools.run_results import is_finished
+from engine.run_results import is_finished
+from experiments.seed_free import backbone_of, is_seed_free
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS_DIR = REPO_ROOT / "configs"
@@ -201,7 +203,13 @@ def method_for(trainer: str, config: Optional[str] = None) -> Method:
         return Method(trainer, config)
     raise ProtocolError(
         f"No default config for trainer {trainer!r} (known: {', '.join(METHODS)}). Pass the config name "
-        f"explicitly (CFG argument / --config), or add a line for it to METHODS in tools/protocols.py.")
+        f"explicitly (CFG argument / --config), or add a line for it to METHODS in experiments/protocols.py.")
+
+
+def trainer_is_seed_free(trainer: str, backbone: Optional[str]) -> bool:
+    """:func:`is_seed_free` for a finished run's trainer name (unknown trainers are not seed-free)."""
+    method = METHODS.get(trainer)
+    return method is not None and is_seed_free(method.zero_shot, backbone)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -245,6 +253,10 @@ class Run:
     def log_path(self) -> Path:
         """Where the sweep runner writes the run's stdout and stderr."""
         return self.output_dir / "run.log"
+
+    def log_header(self) -> str:
+        """The line a sweep writes to :attr:`log_path` before each start of the run (local and Slurm launchers)."""
+        return f"# {time.strftime('%Y-%m-%d %H:%M:%S')} tools.sweep: {self.command}\n"
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -519,8 +531,6 @@ def _seed_free(protocol: str, trainer: str, dataset: str, shots: int, config: Op
                settings: Settings) -> bool:
     """Whether the runs of this cell cannot depend on the seed, so they run for the first seed only
     (:mod:`tools.seed_free`)."""
-    from tools.seed_free import backbone_of, is_seed_free
-
     method = method_for(trainer, config)
     if not method.zero_shot:
         return False

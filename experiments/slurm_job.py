@@ -20,8 +20,7 @@ from typing import Dict, List, Optional, Sequence
 
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from tools.protocols import Run
-from tools.sweep import _log_header
+from experiments.protocols import Run
 
 STOP_GRACE_S = 30.0  # seconds train.py gets after SIGTERM before SIGKILL when the job is checkpointed
 POLL_S = 0.5
@@ -101,7 +100,7 @@ class GroupJob(Checkpointable):
         """
         run.output_dir.mkdir(parents=True, exist_ok=True)
         with open(run.log_path, "a") as log:
-            log.write(_log_header(run) + (f"# requeued job, start {self.starts}\n" if self.starts > 1 else ""))
+            log.write(run.log_header() + (f"# requeued job, start {self.starts}\n" if self.starts > 1 else ""))
             log.flush()
             self._proc = subprocess.Popen(run.argv, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
                                           env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -4,9 +4,10 @@ A run started as a new process pays for importing torch and open_clip and for bu
 on a loaded 2-core machine that is most of an eval-only toy run. A worker here imports them once and then
 executes run after run, each exactly as ``python train.py ARGS`` would:
 
-- each run calls ``train.main(ARGS)``, which seeds every RNG from the run's own seed, logs to its own output
-  directory and writes its own results; the run's stdout and stderr (file descriptors 1 and 2) go to its
-  ``run.log``; global switches a run may set (deterministic algorithms, cuDNN flags) are reset before the next;
+- each run calls ``engine.launch.main(ARGS)`` (what ``train.py`` runs), which seeds every RNG from the run's own
+  seed, logs to its own output directory and writes its own results; the run's stdout and stderr (file
+  descriptors 1 and 2) go to its ``run.log``; global switches a run may set (deterministic algorithms, cuDNN
+  flags) are reset before the next;
 - backbones are reused across runs of a worker: the first load of a backbone keeps a master copy, and later runs
   get a deep copy of it. Building a CLIP draws from torch's RNG (module initialisation), so an entry is keyed by
   the torch RNG state before the load as well, and a reuse leaves the RNG exactly where a real load leaves it:
@@ -38,9 +39,9 @@ import time
 import traceback
 from typing import Callable, Dict, Optional, Sequence
 
-from tools.protocols import REPO_ROOT, Run
+from experiments.protocols import REPO_ROOT, Run
 
-RUN_TRAIN = "tools.warm_pool:run_train"
+RUN_TRAIN = "experiments.warm_pool:run_train"
 MAX_BACKBONES = 4  # master copies a worker keeps (least recently used dropped first)
 
 
@@ -103,11 +104,11 @@ def install_backbone_reuse() -> BackboneReuse:
 
 def run_train(argv: Sequence[str]) -> int:
     """``python train.py ARGS`` in this process (``argv`` is the run's full argv)."""
-    import train
+    from engine.launch import main
 
     if len(argv) < 2 or os.path.basename(argv[1]) != "train.py":
         raise ValueError(f"The warm runner executes train.py runs only; got {list(argv[:2])}.")
-    return int(train.main(list(argv[2:])) or 0)
+    return int(main(list(argv[2:])) or 0)
 
 
 def _reset_globals() -> None:
@@ -184,7 +185,7 @@ def worker_main(conn, env: Dict[str, str], target: str) -> None:
 
     if env.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
-    import train  # noqa: F401  (the imports every run needs, once)
+    import engine.launch  # noqa: F401  (the imports every run needs, once)
 
     install_backbone_reuse()
     fn = _resolve(target)

@@ -34,11 +34,3 @@ def backbone_of(config_file: Path, cli_backbone: Optional[str] = None, opts: Seq
 def is_seed_free(zero_shot: bool, backbone: Optional[str]) -> bool:
     """True when a run's result cannot depend on its seed: a zero-shot method on non-random weights."""
     return bool(zero_shot) and not str(backbone or "").startswith(RANDOM_PREFIX)
-
-
-def trainer_is_seed_free(trainer: str, backbone: Optional[str]) -> bool:
-    """:func:`is_seed_free` for a finished run's trainer name (unknown trainers are not seed-free)."""
-    from tools.protocols import METHODS
-
-    method = METHODS.get(trainer)
-    return method is not None and is_seed_free(method.zero_shot, backbone)
