@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from engine.errors import user_error_types
 from engine.utils import atomic_torch_save
 
-from .trained_model import (add_class_name_arguments, check_opts, class_names_from_args, load_run, text_side,
+from .trained_model import (add_class_name_arguments, check_opts, class_names_from_args, load_run,
                             zeroshot_trainer)
 
 logger = logging.getLogger("export")
@@ -129,9 +129,9 @@ def feature_kind(trainer) -> bool:
     """Whether the trainer's logits are CLIP's head over image-independent text features and CLIP's own image
     features: zero-shot CLIP, or a PromptTrainer that overrides none of the image path and has no vision prompts."""
     from trainers.base import PromptTrainer
-    from trainers.zsclip import ZeroshotCLIP
+    from trainers.facts import facts_of
 
-    if isinstance(trainer, ZeroshotCLIP):
+    if facts_of(trainer).zero_shot and trainer.FROZEN_IMAGE_FEATURES:
         return True
     if not isinstance(trainer, PromptTrainer) or trainer.IMAGE_CONDITIONED_TEXT:
         return False
@@ -145,15 +145,7 @@ def feature_kind(trainer) -> bool:
 @torch.no_grad()
 def class_text_features(trainer) -> torch.Tensor:
     """The trainer's class text features ``[C, D]``, fp32 and L2-normalised, exactly as its evaluation uses them."""
-    from trainers.zsclip import ZeroshotCLIP
-
-    if isinstance(trainer, ZeroshotCLIP):
-        features = trainer.text_weights
-    else:
-        text_side(trainer)
-        features = trainer._eval_text_features
-        trainer.after_test()
-    return F.normalize(features.float(), dim=-1).cpu()
+    return F.normalize(trainer.eval_text_features().float(), dim=-1).cpu()
 
 
 def minimal_config(cfg) -> str:

@@ -1,6 +1,6 @@
 """Seed-free runs: a run whose result cannot depend on the seed is executed once per dataset and split.
 
-A zero-shot method (``Method.zero_shot``: ZeroshotCLIP, ZeroshotCLIP2) trains nothing. Its accuracy is a function
+A zero-shot method (``FACTS.zero_shot`` on its trainer class: ZeroshotCLIP, ZeroshotCLIP2) trains nothing. Its accuracy is a function
 of the backbone's weights, the class names, the templates and the test images, none of which the seed touches
 (the few-shot draw only changes the training set, which it never reads). The exception is a ``random:`` backbone,
 whose weights are drawn from the seed: those runs keep one run per seed.
@@ -38,7 +38,10 @@ def is_seed_free(zero_shot: bool, backbone: Optional[str]) -> bool:
 
 def trainer_is_seed_free(trainer: str, backbone: Optional[str]) -> bool:
     """:func:`is_seed_free` for a finished run's trainer name (unknown trainers are not seed-free)."""
-    from experiments.protocols import METHODS
+    import trainers  # noqa: F401  (registers every trainer)
+    from engine.registry import TRAINER_REGISTRY
+    from trainers.facts import facts_of
 
-    method = METHODS.get(trainer)
-    return method is not None and is_seed_free(method.zero_shot, backbone)
+    if trainer not in TRAINER_REGISTRY.registered_names():
+        return False
+    return is_seed_free(facts_of(TRAINER_REGISTRY.get(trainer)).zero_shot, backbone)

@@ -230,6 +230,16 @@ class PromptTrainer(TrainerX):
     def after_test(self):
         self._eval_text_features = None
 
+    @torch.no_grad()
+    def eval_text_features(self) -> torch.Tensor:
+        """The class text features ``[C, D]`` that evaluation uses, for a text side that does not depend on the
+        image (``IMAGE_CONDITIONED_TEXT`` False): computed in eval mode exactly as ``before_test`` does."""
+        self.set_model_mode("eval")
+        self.before_test()
+        features = self._eval_text_features
+        self.after_test()
+        return features
+
     def model_inference(self, images):
         with self.precision.autocast():
             return self.logits(images).float()

@@ -60,6 +60,9 @@ class ZeroshotCLIP(PromptTrainer):
     def before_test(self):
         pass
 
+    def eval_text_features(self):
+        return self.text_weights
+
     def logits_from_features(self, image_features):
         return clip_logits(image_features, self.text_weights, self.logit_scale, self.precision.head_dtype)
 
