@@ -101,7 +101,8 @@ class APLeTrainer(PromptTrainer):
     # prompts fp32; the vision learner below stays fp32, as IVLP's VPT prompts)
     OFFICIAL_FP32_PARAMS = ("deep_text", "vision")
     FACTS = MethodFacts(  # no official code or configs are released (docs page)
-        protocol=ProtocolDefaults("vit_b16_c2_ep5_batch4_2+2ctx", transfer="vit_b16_c2_ep2_batch4_2+2ctx_cross_datasets"),
+        protocol=ProtocolDefaults("vit_b16_c2_ep5_batch4_2+2ctx",
+                                  transfer="vit_b16_c2_ep2_batch4_2+2ctx_cross_datasets"),
         toy_config="configs/trainers/APLe/toy.yaml",
         tiny_opts=("TRAINER.APLE.PROMPT_DEPTH_TEXT", "3", "TRAINER.APLE.PROMPT_DEPTH_VISION", "3"),
         paper="arXiv 2401.06827 (Cao et al.)",

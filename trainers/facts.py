@@ -106,7 +106,8 @@ def precision_node(trainer) -> str:
     return facts_of(cls).prec_node or getattr(cls, "CFG_NODE", "")
 
 
-def official_configs(owner_repo: str, folder: str, ours_dir: str, names, why_not: str = "") -> Dict[str, OfficialConfig]:
+def official_configs(owner_repo: str, folder: str, ours_dir: str, names,
+                     why_not: str = "") -> Dict[str, OfficialConfig]:
     """``{folder/name.yaml: OfficialConfig("owner_repo configs/trainers/folder/name.yaml", "ours_dir/name")}`` for
     releases whose config names this project keeps unchanged (with ``why_not``: configs without a counterpart)."""
     return {f"{folder}/{n}.yaml": OfficialConfig(f"{owner_repo} configs/trainers/{folder}/{n}.yaml",

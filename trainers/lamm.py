@@ -142,7 +142,8 @@ class LAMMTrainer(PromptTrainer):
                 "vit_b16_ep100 vit_b16_ep5 vit_b32 vit_b32_ep50").split(),
                 why_not="CoOp's config shipped with the release; no released LAMM script runs it"),
             **official_configs("gaojingsheng/LAMM", "MaPLe", "", (
-                "vit_b16_c2_ep5_batch1_2ctx", "vit_b16_c2_ep5_batch2_2ctx", "vit_b16_c2_ep5_batch4_2ctx_cross_datasets"),
+                "vit_b16_c2_ep5_batch1_2ctx", "vit_b16_c2_ep5_batch2_2ctx",
+                "vit_b16_c2_ep5_batch4_2ctx_cross_datasets"),
                 why_not="MaPLe's config shipped with the release; no released LAMM script runs it"),
             "CoOp/vit_b16_ep50.yaml": OfficialConfig(
                 "gaojingsheng/LAMM configs/trainers/CoOp/vit_b16_ep50.yaml",

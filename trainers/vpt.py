@@ -43,7 +43,8 @@ class VPT(PromptTrainer):
         paper="arXiv 2203.12119 (Jia et al., ECCV 2022); the deep variant of muzairkhattak/multimodal-prompt-learning",
         official_code="muzairkhattak/multimodal-prompt-learning trainers/vpt.py:VPT",
         docs="README.md#methods",
-        official_configs=official_configs("muzairkhattak/multimodal-prompt-learning", "VPT", "VPT", ("vit_b16_c2_ep5_batch4_4",)),
+        official_configs=official_configs("muzairkhattak/multimodal-prompt-learning", "VPT", "VPT",
+                                          ("vit_b16_c2_ep5_batch4_4",)),
     )
 
     @staticmethod
