@@ -10,7 +10,8 @@
 A subclass sets ``CFG_NODE`` (its ``TRAINER.<NODE>`` config node) and implements ``build_prompt_learner``; it
 overrides ``text_prompts``/``vision_prompts`` or ``logits`` when its prompts are not CoOp's, and
 ``compute_loss`` to add loss terms. Frozen zero-shot text features for the current class set are available from
-``zeroshot_text_features`` (computed once, never saved).
+``zeroshot_text_features`` (computed once, never saved). A registered subclass declares its facts as ``FACTS``
+(``trainers/facts.py``; ``docs/ADDING_A_METHOD.md``).
 """
 from __future__ import annotations
 
