@@ -91,7 +91,7 @@ class CoOpPromptLearner(nn.Module):
 class CoOp(PromptTrainer):
     CFG_NODE = "COOP"
     FROZEN_IMAGE_FEATURES = True  # prompts on the text side only
-    FACTS = MethodFacts(
+    FACTS = MethodFacts(  # xd/dg: the 50-epoch ctxv1 config that CoCoOp compares against [inferred]
         protocol=ProtocolDefaults("vit_b16_ctxv1", base2new_imagenet="vit_b16_ep50_ctxv1",
                                   transfer="vit_b16_ep50_ctxv1", fewshot=coop_fewshot_rule("vit_b16")),
         toy_config="configs/trainers/CoOp/toy.yaml",

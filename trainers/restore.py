@@ -108,7 +108,8 @@ class FeatureShift:
 class RestoreTrainer(MaPLe):
     CFG_NODE = "RESTORE"
     # RESTORE's per-dataset ratios apply to its released configs, not to the IVLP+FSC ablation (see its YAML), and
-    # not to few-shot runs: the only released few-shot script passes no ratio flags (0.1 / 0.1, lambda 1).
+    # not to few-shot runs: the only released few-shot script passes no ratio flags (0.1 / 0.1, lambda 1;
+    # docs/RESTORE.md).
     FACTS = MethodFacts(
         protocol=ProtocolDefaults(
             "vit_b16_c2_ep10_batch4_2ctx", transfer="vit_b16_c2_ep2_batch4_2ctx_cross_datasets",
