@@ -43,17 +43,27 @@ def require_learned_context(trainer) -> None:
 
 
 # ---- evaluation ------------------------------------------------------------------------------------------------
+def images_encoded_once(trainer) -> bool:
+    """Whether corrupting the context leaves the image features unchanged, so the test images can be encoded once:
+    the image path is frozen (``FROZEN_IMAGE_FEATURES``; MaPLe's vision prompts are projections of ``ctx``), the
+    text does not depend on the image, and the trainer keeps ``PromptTrainer``'s logits."""
+    from trainers.base import PromptTrainer
+
+    return (trainer.FROZEN_IMAGE_FEATURES and not trainer.IMAGE_CONDITIONED_TEXT
+            and type(trainer).logits is PromptTrainer.logits
+            and type(trainer).logits_from_features is PromptTrainer.logits_from_features)
+
+
 def accuracy_function(trainer, loader) -> Callable[[], float]:
     """A function giving the top-1 accuracy (%) of the trainer's current prompts on ``loader``.
 
-    When the text features do not depend on the image and the trainer keeps ``PromptTrainer``'s logits, the image
-    features are computed once here and each call only re-encodes the class prompts; otherwise each call runs the
-    trainer's own evaluation path (``before_test``, ``model_inference``, ``after_test``).
+    When :func:`images_encoded_once` holds, the image features are computed once here and each call only re-encodes
+    the class prompts; otherwise each call runs the trainer's own evaluation path (``before_test``,
+    ``model_inference``, ``after_test``).
     """
-    from trainers.base import PromptTrainer, clip_logits
+    from trainers.base import clip_logits
 
-    if (not trainer.IMAGE_CONDITIONED_TEXT and type(trainer).logits is PromptTrainer.logits
-            and type(trainer).logits_from_features is PromptTrainer.logits_from_features):
+    if images_encoded_once(trainer):
         feats, labels = [], []
         with torch.no_grad(), trainer.precision.autocast():
             for batch in loader:

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 
-from .trained_model import backbone_fp32, text_side, weights_sha256
+from .trained_model import backbone_fp32, weights_sha256
 
 logger = logging.getLogger("export")
 
@@ -101,9 +101,9 @@ def feature_kind(trainer) -> bool:
     """Whether the trainer's logits are CLIP's head over image-independent text features and CLIP's own image
     features: zero-shot CLIP, or a PromptTrainer that overrides none of the image path and has no vision prompts."""
     from trainers.base import PromptTrainer
-    from trainers.zsclip import ZeroshotCLIP
+    from trainers.facts import facts_of
 
-    if isinstance(trainer, ZeroshotCLIP):
+    if facts_of(trainer).zero_shot and trainer.FROZEN_IMAGE_FEATURES:
         return True
     if not isinstance(trainer, PromptTrainer) or trainer.IMAGE_CONDITIONED_TEXT:
         return False
@@ -117,15 +117,7 @@ def feature_kind(trainer) -> bool:
 @torch.no_grad()
 def class_text_features(trainer) -> torch.Tensor:
     """The trainer's class text features ``[C, D]``, fp32 and L2-normalised, exactly as its evaluation uses them."""
-    from trainers.zsclip import ZeroshotCLIP
-
-    if isinstance(trainer, ZeroshotCLIP):
-        features = trainer.text_weights
-    else:
-        text_side(trainer)
-        features = trainer._eval_text_features
-        trainer.after_test()
-    return F.normalize(features.float(), dim=-1).cpu()
+    return F.normalize(trainer.eval_text_features().float(), dim=-1).cpu()
 
 
 def minimal_config(cfg) -> str:

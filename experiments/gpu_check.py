@@ -2,13 +2,13 @@
 
 Precisions (``READINGS``): ``fp16`` (``PREC fp16``, the official arithmetic: fp16 trainable tensors and SGD state),
 ``fp16-m32`` (``PREC fp16`` with ``MASTER_WEIGHTS fp32``: fp32 master weights), ``bf16`` and ``amp``
-(``trainers/precision.py``). For each trainer (its ``configs/trainers/<T>/toy.yaml`` recipe, on ``random:ViT-B-16``
+(``trainers/precision.py``). For each registered trainer (its ``FACTS.toy_config`` recipe, on ``random:ViT-B-16``
 at 224 px and the generated ToyShapes images) and each precision:
 
 1. agreement: logits on one test batch, before training, against the same trainer built in fp32 from the same seed
    (same random backbone, same prompts); it fails when ``max |Δ logit| > TOL[prec] * logit_scale``, i.e. when a
    cosine similarity moves by more than 1e-2 (fp16, amp) or 4e-2 (bf16: 8 mantissa bits);
-2. 20 training steps (ZeroshotCLIP has none); it fails on a non-finite loss. The cosine drift is then
+2. 20 training steps (zero-shot methods have none); it fails on a non-finite loss. The cosine drift is then
    ``max |Δ logit| / logit_scale`` on the same batch against the fp32 trainer after the same 20 steps (same seed,
    same batches): how far each reading of fp16 has moved from fp32 (reported, not judged);
 3. an uncached evaluation of 2,000 images (the test set repeated to that count) and a pure image-encoder pass
@@ -29,16 +29,18 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+import trainers  # noqa: F401  (registers every trainer)
+from engine.registry import TRAINER_REGISTRY
+from trainers.facts import facts_of, precision_node
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAINERS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "MaPLe", "IVLP", "VPT", "RESTORE", "APLe", "LAMM", "Nemesis")
 # reading -> (PREC, MASTER_WEIGHTS)
 READINGS = {"fp16": ("fp16", "fp16"), "fp16-m32": ("fp16", "fp32"), "bf16": ("bf16", "fp16"), "amp": ("amp", "fp16"),
             "fp32": ("fp32", "fp16")}
 PRECISIONS = ("fp16", "fp16-m32", "bf16", "amp")
+# every registered trainer that declares FACTS.gpu_check (its toy config and precision node come from its facts)
+TRAINERS = tuple(n for n in TRAINER_REGISTRY.registered_names() if facts_of(TRAINER_REGISTRY.get(n)).gpu_check)
 TOL = {"fp16": 1e-2, "fp16-m32": 1e-2, "amp": 1e-2, "bf16": 4e-2, "fp32": 0.0}  # on cosines (logits / logit_scale)
-PREC_NODE = {"ZeroshotCLIP": "ZSCLIP", "CoOp": "COOP", "CoCoOp": "COCOOP", "MaPLe": "MAPLE", "IVLP": "IVLP",
-             "VPT": "VPT", "RESTORE": "RESTORE", "APLe": "APLE", "LAMM": "LAMM", "Nemesis": "COOP"}
 
 
 class NoCudaError(RuntimeError):
@@ -61,11 +63,11 @@ def build(trainer: str, prec: str, root: str, backbone: str, size: int, seed: in
     from engine.config import build_cfg
     from engine.utils import set_random_seed
 
-    folder = "CoOp" if trainer == "ZeroshotCLIP" else trainer
-    node = PREC_NODE[trainer]
+    trainer_class = TRAINER_REGISTRY.get(trainer)
+    node = precision_node(trainer_class)
     precision, master_weights = READINGS[prec]
     cfg = build_cfg(os.path.join(REPO, "configs", "datasets", "toy_shapes.yaml"),
-                    os.path.join(REPO, "configs", "trainers", folder, "toy.yaml"),
+                    os.path.join(REPO, facts_of(trainer_class).toy_config),
                     ["INPUT.SIZE", f"({size}, {size})", f"TRAINER.{node}.PREC", precision,
                      f"TRAINER.{node}.MASTER_WEIGHTS", master_weights,
                      "TEST.FEATURE_CACHE", "False", "DATASET.NUM_SHOTS", "4", *opts],
@@ -96,7 +98,7 @@ def probe_logits(t) -> torch.Tensor:
 
 
 def train_steps(t, steps: int) -> List[float]:
-    if type(t).__name__.startswith("Zeroshot"):
+    if facts_of(t).zero_shot:
         return []
     t.set_model_mode("train")
     t.epoch, t.num_batches = 0, 10**9

@@ -28,6 +28,7 @@ A run is finished when its output directory holds a ``results.json`` that parses
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -37,12 +38,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
 
+from engine.registry import TRAINER_REGISTRY
 from engine.run_results import is_finished
 from experiments.seed_free import backbone_of, is_seed_free
+from trainers.facts import FewshotRule, coop_fewshot_rule, facts_of  # noqa: F401  (coop_fewshot_rule: re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS_DIR = REPO_ROOT / "configs"
@@ -78,45 +81,11 @@ class ProtocolError(ValueError):
 # Default configs per method
 # ---------------------------------------------------------------------------------------------------------------
 
-FewshotRule = Callable[[int, str], str]  # (shots, dataset stem) -> config name
-
-
-def coop_fewshot_rule(stem: str) -> FewshotRule:
-    """CoOp's few-shot recipe (COOP.md): 1 shot ``{stem}_ep50``, 2 and 4 shots ``{stem}_ep100``, 8 and 16 shots
-    ``{stem}`` (200 epochs); ImageNet always ``{stem}_ep50``."""
-
-    def rule(shots: int, dataset: str) -> str:
-        if dataset == "imagenet" or shots <= 1:
-            return f"{stem}_ep50"
-        if shots <= 4:
-            return f"{stem}_ep100"
-        return stem
-
-    return rule
-
-
-NEMESIS_FIXED_OMEGA = ("food101", "oxford_pets")  # the released CoOpNemesis forces omega 1, PAN scale 50 on these
-
-
-def nemesis_fewshot_rule(stem: str) -> FewshotRule:
-    """CoOp's recipe on ``{stem}``, except Food101 and OxfordPets, which take ``{stem}_fp`` (the ``*_fp*`` configs
-    hold the released code's hard-wired omega = 1 and PAN scale 50 on those two datasets; docs/NEMESIS.md)."""
-    coop, fixed = coop_fewshot_rule(stem), coop_fewshot_rule(f"{stem}_fp")
-    return lambda shots, dataset: (fixed if dataset in NEMESIS_FIXED_OMEGA else coop)(shots, dataset)
-
-
 @dataclass(frozen=True)
 class Method:
-    """Default configs of one trainer (files ``configs/trainers/<config_dir>/<name>.yaml``).
-
-    ``base2new`` is the base-to-new config and the default everywhere else; ``base2new_imagenet`` replaces it for
-    ImageNet; ``transfer`` is the ImageNet-source config of xd and dg; ``fewshot`` maps (shots, dataset) to a
-    config. ``zero_shot`` methods never train: every run is ``--eval-only``. Training runs with a config listed in
-    ``dataset_configs`` get the per-dataset values of ``configs/trainers/<config_dir>/datasets/<dataset>.yaml`` as
-    trailing opts, except few-shot runs when ``fewshot_dataset_values`` is False. ``reported_as`` names the method in
-    ``tools/reported_numbers.json`` (default: the trainer name);
-    ``reported_for`` maps config names to other names there (a variant reported as another method).
-    """
+    """Default configs of one trainer: its ``FACTS.protocol`` (``trainers.facts.ProtocolDefaults``, whose docstring
+    describes the fields) with the trainer name and ``FACTS.zero_shot`` (``zero_shot`` methods never train: every
+    run is ``--eval-only``); the configs are ``configs/trainers/<config_dir>/<name>.yaml``."""
 
     trainer: str
     base2new: str
@@ -129,6 +98,15 @@ class Method:
     fewshot_dataset_values: bool = True
     reported_as: Tuple[str, ...] = ()
     reported_for: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, trainer: str, trainer_class: type) -> Optional["Method"]:
+        """The method of a registered trainer class (``None`` when it declares no protocol defaults)."""
+        facts = facts_of(trainer_class)
+        if facts.protocol is None:
+            return None
+        values = {f.name: getattr(facts.protocol, f.name) for f in dataclasses.fields(facts.protocol)}
+        return cls(trainer, zero_shot=facts.zero_shot, **values)
 
     @property
     def folder(self) -> str:
@@ -158,41 +136,15 @@ def config_family(config: str) -> str:
     return re.sub(r"_ep\d+", "", config)
 
 
-def _nemesis_reported() -> Dict[str, Tuple[str, ...]]:
-    """Nemesis configs -> the names of the Nemesis README tables (``_aN``: loss weight A = ω = N, default 1)."""
-    names: Dict[str, Tuple[str, ...]] = {}
-    for variant in ("pun", "pan"):
-        name = f"Nemesis-{variant.upper()}"
-        names[f"rn50_{variant}"] = names[f"rn50_{variant}_fp"] = (f"CoOp+{name}", f"CoOp+{name} (ω=1)")
-        names[f"rn50_{variant}_a10"] = (f"CoOp+{name} (ω=10)",)
-        for omega, suffix in ((1, ""), (10, "_a10"), (20, "_a20")):
-            names[f"vit_b16_c4_ep10_batch1_ctxv1_{variant}{suffix}"] = (f"CoCoOp+{name} (ω={omega})",)
-    return names
+def registered_methods() -> Dict[str, Method]:
+    """Every registered trainer that declares protocol defaults on its class (``FACTS.protocol``), by name."""
+    import trainers  # noqa: F401  (registers every trainer)
+
+    methods = (Method.of(name, TRAINER_REGISTRY.get(name)) for name in TRAINER_REGISTRY.registered_names())
+    return {m.trainer: m for m in methods if m is not None}
 
 
-# One line per method. CoOp's xd/dg config is the 50-epoch ctxv1 one that CoCoOp compares against [inferred].
-# RESTORE's per-dataset ratios apply to its released configs, not to the IVLP+FSC ablation (see its YAML), and not to
-# few-shot runs: the only released few-shot script passes no ratio flags (0.1 / 0.1, lambda 1; docs/RESTORE.md).
-# Nemesis few-shot: Food101 and OxfordPets take the rn50_pun_fp* configs (the released code's omega 1, PAN scale 50).
-METHODS: Dict[str, Method] = {m.trainer: m for m in (
-    Method("ZeroshotCLIP", "vit_b16", config_dir="CoOp", zero_shot=True, reported_as=("CLIP", "CLIP (zero-shot)")),
-    Method("ZeroshotCLIP2", "vit_b16", config_dir="CoOp", zero_shot=True),
-    Method("CoOp", "vit_b16_ctxv1", base2new_imagenet="vit_b16_ep50_ctxv1", transfer="vit_b16_ep50_ctxv1",
-           fewshot=coop_fewshot_rule("vit_b16")),
-    Method("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1"),
-    Method("MaPLe", "vit_b16_c2_ep5_batch4_2ctx", transfer="vit_b16_c2_ep5_batch4_2ctx_cross_datasets"),
-    Method("IVLP", "vit_b16_c2_ep5_batch4_2+2ctx"),
-    Method("VPT", "vit_b16_c2_ep5_batch4_4", reported_as=("VPT-deep",)),
-    Method("RESTORE", "vit_b16_c2_ep10_batch4_2ctx", transfer="vit_b16_c2_ep2_batch4_2ctx_cross_datasets",
-           dataset_configs=("vit_b16_c2_ep10_batch4_2ctx", "vit_b16_c2_ep10_batch4_2ctx_feature",
-                            "vit_b16_c2_ep10_batch4_2ctx_promptdepth12", "vit_b16_c2_ep2_batch4_2ctx_cross_datasets"),
-           fewshot_dataset_values=False),
-    Method("APLe", "vit_b16_c2_ep5_batch4_2+2ctx", transfer="vit_b16_c2_ep2_batch4_2+2ctx_cross_datasets"),
-    Method("LAMM", "vit_b16_ep50_ctxv1", reported_for={"coop_vit_b16_ep50_ctxv1": ("CoOp+LAMM",),
-                                                       "maple_vit_b16_c2_ep5_batch4_2ctx": ("MaPLe+LAMM",)}),
-    Method("Nemesis", "vit_b16_c4_ep10_batch1_ctxv1_pun", transfer="rn50_pun_ep50",
-           fewshot=nemesis_fewshot_rule("rn50_pun"), reported_for=_nemesis_reported()),
-)}
+METHODS: Dict[str, Method] = registered_methods()
 
 
 def method_for(trainer: str, config: Optional[str] = None) -> Method:
@@ -203,7 +155,7 @@ def method_for(trainer: str, config: Optional[str] = None) -> Method:
         return Method(trainer, config)
     raise ProtocolError(
         f"No default config for trainer {trainer!r} (known: {', '.join(METHODS)}). Pass the config name "
-        f"explicitly (CFG argument / --config), or add a line for it to METHODS in experiments/protocols.py.")
+        f"explicitly (CFG argument / --config), or declare FACTS.protocol on its trainer class (trainers/facts.py).")
 
 
 def trainer_is_seed_free(trainer: str, backbone: Optional[str]) -> bool:
@@ -530,7 +482,7 @@ def expand(protocol: str, trainers: Iterable[str], datasets: Optional[Iterable[s
 def _seed_free(protocol: str, trainer: str, dataset: str, shots: int, config: Optional[str],
                settings: Settings) -> bool:
     """Whether the runs of this cell cannot depend on the seed, so they run for the first seed only
-    (:mod:`tools.seed_free`)."""
+    (:mod:`experiments.seed_free`)."""
     method = method_for(trainer, config)
     if not method.zero_shot:
         return False

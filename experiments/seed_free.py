@@ -1,8 +1,8 @@
 """Seed-free runs: a run whose result cannot depend on the seed is executed once per dataset and split.
 
-A zero-shot method (``Method.zero_shot``: ZeroshotCLIP, ZeroshotCLIP2) trains nothing. Its accuracy is a function
-of the backbone's weights, the class names, the templates and the test images, none of which the seed touches
-(the few-shot draw only changes the training set, which it never reads). The exception is a ``random:`` backbone,
+A zero-shot method (``FACTS.zero_shot`` on its trainer class: ZeroshotCLIP, ZeroshotCLIP2) trains nothing. Its
+accuracy is a function of the backbone's weights, the class names, the templates and the test images, none of which
+the seed touches (the few-shot draw only changes the training set, which it never reads). The exception is a ``random:`` backbone,
 whose weights are drawn from the seed: those runs keep one run per seed.
 
 - :func:`tools.protocols.expand` builds a seed-free run for the FIRST requested seed only, in the usual layout

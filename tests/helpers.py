@@ -12,8 +12,10 @@ import os
 import numpy as np
 from PIL import Image
 
+import trainers  # noqa: F401  (registers every trainer)
 from datasets.base import BenchmarkDataset
-from engine.registry import DATASET_REGISTRY
+from engine.registry import DATASET_REGISTRY, TRAINER_REGISTRY
+from trainers.facts import facts_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY_VIT = "random:" + os.path.join(HERE, "fixtures", "tiny_vit.json")
@@ -72,13 +74,10 @@ TINY_OPTS = [
 ]
 
 
-# Deep-prompt trainers at depths that fit the 3-block tiny ViT (their defaults go deeper than it has blocks).
-TINY_VIT_DEPTHS = {
-    "MaPLe": ["TRAINER.MAPLE.PROMPT_DEPTH", "3"],
-    "IVLP": ["TRAINER.IVLP.PROMPT_DEPTH_TEXT", "3", "TRAINER.IVLP.PROMPT_DEPTH_VISION", "2"],
-    "VPT": ["TRAINER.VPT.N_CTX_VISION", "3", "TRAINER.VPT.PROMPT_DEPTH_VISION", "3"],
-    "RESTORE": ["TRAINER.RESTORE.PROMPT_DEPTH", "3"],
-}
+# Deep-prompt trainers at depths that fit the 3-block tiny ViT (their defaults go deeper than it has blocks): each
+# trainer's own FACTS.tiny_opts.
+TINY_VIT_DEPTHS = {name: list(facts_of(TRAINER_REGISTRY.get(name)).tiny_opts)
+                   for name in ("MaPLe", "IVLP", "VPT", "RESTORE")}
 
 
 def tiny_cfg(root: str, output_dir: str, trainer: str = "CoOp", backbone: str = TINY_VIT, seed: int = 1,

@@ -17,9 +17,11 @@ import torch.nn.functional as F
 
 import clip
 from engine import build_trainer
+from engine.registry import TRAINER_REGISTRY
 from engine.utils import load_checkpoint, set_random_seed
 from tests.helpers import TINY_RN, TINY_VIT, TINY_VIT_DEPTHS, tiny_cfg
 from trainers.deep_prompts import CoupledProjections, DeepPrompts, VisionPromptLearner, released_ctx_init
+from trainers.facts import facts_of, precision_node
 from trainers.ivlp import IVLPPromptLearner, from_released_state
 from trainers.maple import MaPLePromptLearner
 
@@ -417,7 +419,7 @@ PUBLISHED = {  # file -> (batch, LR, epochs, {method key: value}); codebase_anch
                                                                           "PROMPT_DEPTH_TEXT": 12}),
     "VPT/vit_b16_c2_ep5_batch4_4.yaml": (4, 0.0025, 5, {"N_CTX_VISION": 8, "PROMPT_DEPTH_VISION": 12}),
 }
-NODES = {"CoCoOp": "COCOOP", "MaPLe": "MAPLE", "IVLP": "IVLP", "VPT": "VPT"}
+NODES = {name: precision_node(TRAINER_REGISTRY.get(name)) for name in ("CoCoOp", "MaPLe", "IVLP", "VPT")}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -436,10 +438,11 @@ def test_published_configs(name):
     assert {k: node[k] for k in method} == method and node.PREC == "fp16"
 
 
-@pytest.mark.parametrize("trainer", sorted(NODES))
+@pytest.mark.parametrize("trainer", sorted(TRAINER_REGISTRY.registered_names()))
 def test_toy_configs(trainer):
     from engine.config import build_cfg
 
-    cfg = build_cfg("", os.path.join(REPO, "configs", "trainers", trainer, "toy.yaml"))
+    cls = TRAINER_REGISTRY.get(trainer)
+    cfg = build_cfg("", os.path.join(REPO, facts_of(cls).toy_config))
     assert cfg.MODEL.BACKBONE.NAME == "toyclip" and tuple(cfg.INPUT.SIZE) == (32, 32)
-    assert cfg.DATALOADER.NUM_WORKERS == 0 and cfg.TRAINER[NODES[trainer]].PREC == "fp32"
+    assert cfg.DATALOADER.NUM_WORKERS == 0 and cfg.TRAINER[precision_node(cls)].PREC == "fp32"

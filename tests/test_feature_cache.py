@@ -12,9 +12,11 @@ import torch
 from PIL import Image
 
 from engine import build_trainer
+from engine.registry import TRAINER_REGISTRY
 from engine.utils import set_random_seed
 from engine.evaluation.feature_cache import FeatureStore
 from tests.helpers import TINY_VIT_DEPTHS, tiny_cfg
+from trainers.facts import facts_of
 from trainers.feature_cache import cache_applies, entry_key, feature_cache_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +32,7 @@ FROZEN = {  # trainers whose image path has no learned input: the cache applies
 }
 LEARNED = {  # learned image paths: the cache can never be switched on
     **TINY_VIT_DEPTHS,
-    "APLe": ["TRAINER.APLE.PROMPT_DEPTH_TEXT", "3", "TRAINER.APLE.PROMPT_DEPTH_VISION", "3"],
+    "APLe": list(facts_of(TRAINER_REGISTRY.get("APLe")).tiny_opts),
     "LAMM-maple": ["TRAINER.LAMM.BASE", "maple", "TRAINER.LAMM.N_CTX", "2", "TRAINER.LAMM.PROMPT_DEPTH", "3"],
 }
 

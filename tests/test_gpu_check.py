@@ -4,8 +4,10 @@ import argparse
 import pytest
 import torch
 
-from tests.helpers import TINY_VIT
+from engine.registry import TRAINER_REGISTRY
 from experiments import gpu_check
+from tests.helpers import TINY_VIT
+from trainers.facts import facts_of
 from tools import gpu_check as gpu_check_cli
 
 
@@ -50,3 +52,15 @@ def test_two_readings_of_fp16_and_their_drift_on_cpu(tmp_path):
         assert row["failures"] == [] and 0 < row["cosine_drift"] < 1e-1
         assert "cos drift after steps" in gpu_check.format_row(row)
     assert rows["fp16"]["cosine_drift"] != rows["fp16-m32"]["cosine_drift"]
+
+
+def test_every_registered_trainer_is_checked():
+    assert sorted(gpu_check.TRAINERS) == sorted(TRAINER_REGISTRY.registered_names())
+
+
+@pytest.mark.parametrize("trainer", sorted(TRAINER_REGISTRY.registered_names()))
+def test_each_trainer_builds_in_the_reading_asked_for(tmp_path, trainer):
+    """The check sets PREC and MASTER_WEIGHTS on the node the trainer reads (its facts' precision node)."""
+    opts = ["MODEL.BACKBONE.CACHE_DIR", str(tmp_path / "cache"), *facts_of(TRAINER_REGISTRY.get(trainer)).tiny_opts]
+    t = gpu_check.build(trainer, "fp16-m32", str(tmp_path / "data"), TINY_VIT, 32, opts=opts)
+    assert (t.precision.requested, t.precision.master_weights) == ("fp16", "fp32")

@@ -347,6 +347,23 @@ def test_corruption_fast_path_matches_the_full_evaluation(coop_run):
         [r["accuracy"] for r in study_full["results"]])
 
 
+def test_corruption_encodes_the_images_once_only_when_the_context_cannot_change_them(tmp_path, coop_run):
+    """MaPLe projects ``ctx`` into its vision prompts: a corrupted context changes the image features, so they
+    cannot be encoded once (the study would score stale features)."""
+    _, t, _, _ = coop_run
+    assert corruption.images_encoded_once(t)
+    _, maple = _trainer(tmp_path, "maple", trainer="MaPLe", opts=["TRAINER.MAPLE.PROMPT_DEPTH", "3",
+                                                                  "TRAINER.MAPLE.PREC", "fp32"])
+    maple.set_model_mode("eval")
+    images, _ = maple.parse_batch_test(next(iter(maple.test_loader)))
+    with torch.no_grad():
+        before = maple.image_features(images)
+        maple.prompt_learner.ctx[0] = 0.0
+        after = maple.image_features(images)
+    assert not torch.allclose(before, after)
+    assert not corruption.images_encoded_once(maple)
+
+
 def test_corruption_errors_name_the_fix(tmp_path, capsys):
     assert corruption_cli.main(["--model-dir", str(tmp_path / "nowhere")]) == 2
     assert "config.yaml not found" in capsys.readouterr().err

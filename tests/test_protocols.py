@@ -216,7 +216,7 @@ def test_protocol_misuse_gives_one_clear_error(settings):
 
 
 def test_unknown_trainer_needs_an_explicit_config(settings):
-    with pytest.raises(ProtocolError, match="METHODS in experiments/protocols.py"):
+    with pytest.raises(ProtocolError, match=r"FACTS.protocol on its trainer class"):
         build_runs("base2new", "Custom", "dtd", 1, settings)
     train, test = build_runs("base2new", "Custom", "dtd", 1, settings, config="my_cfg")
     assert train.run_id == "base2new/train_base/dtd/shots_16/Custom/my_cfg/seed1"

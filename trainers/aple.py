@@ -60,6 +60,7 @@ from engine.optim import build_optimizer
 
 from .aple_filter import FILTERS, ImageAdapter
 from .base import PromptTrainer, class_text_features, clip_logits
+from .facts import MethodFacts, ProtocolDefaults
 from .deep_prompts import VisionPromptLearner, check_depth
 from .ivlp import IVLPPromptLearner
 from .prompt_types import VisionPrompts
@@ -99,6 +100,14 @@ class APLeTrainer(PromptTrainer):
     # no official code: under the official fp16 reading its IVLP prompts take IVLP's dtypes (ctx fp16, deep text
     # prompts fp32; the vision learner below stays fp32, as IVLP's VPT prompts)
     OFFICIAL_FP32_PARAMS = ("deep_text", "vision")
+    FACTS = MethodFacts(  # no official code or configs are released (docs page)
+        protocol=ProtocolDefaults("vit_b16_c2_ep5_batch4_2+2ctx",
+                                  transfer="vit_b16_c2_ep2_batch4_2+2ctx_cross_datasets"),
+        toy_config="configs/trainers/APLe/toy.yaml",
+        tiny_opts=("TRAINER.APLE.PROMPT_DEPTH_TEXT", "3", "TRAINER.APLE.PROMPT_DEPTH_VISION", "3"),
+        paper="arXiv 2401.06827 (Cao et al.)",
+        docs="docs/APLE.md",
+    )
 
     @staticmethod
     def extend_cfg(cfg):

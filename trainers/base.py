@@ -10,7 +10,8 @@
 A subclass sets ``CFG_NODE`` (its ``TRAINER.<NODE>`` config node) and implements ``build_prompt_learner``; it
 overrides ``text_prompts``/``vision_prompts`` or ``logits`` when its prompts are not CoOp's, and
 ``compute_loss`` to add loss terms. Frozen zero-shot text features for the current class set are available from
-``zeroshot_text_features`` (computed once, never saved).
+``zeroshot_text_features`` (computed once, never saved). A registered subclass declares its facts as ``FACTS``
+(``trainers/facts.py``; ``docs/ADDING_A_METHOD.md``).
 """
 from __future__ import annotations
 
@@ -229,6 +230,16 @@ class PromptTrainer(TrainerX):
 
     def after_test(self):
         self._eval_text_features = None
+
+    @torch.no_grad()
+    def eval_text_features(self) -> torch.Tensor:
+        """The class text features ``[C, D]`` that evaluation uses, for a text side that does not depend on the
+        image (``IMAGE_CONDITIONED_TEXT`` False): computed in eval mode exactly as ``before_test`` does."""
+        self.set_model_mode("eval")
+        self.before_test()
+        features = self._eval_text_features
+        self.after_test()
+        return features
 
     def model_inference(self, images):
         with self.precision.autocast():

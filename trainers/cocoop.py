@@ -30,6 +30,7 @@ from clip import CLIPBackbone
 from engine import TRAINER_REGISTRY
 
 from .base import PromptTrainer, clip_logits
+from .facts import MethodFacts, ProtocolDefaults, official_configs
 from .coop import CoOpPromptLearner
 from .prompt_types import TextPrompts
 
@@ -77,6 +78,17 @@ class CoCoOp(PromptTrainer):
     CFG_NODE = "COCOOP"
     IMAGE_CONDITIONED_TEXT = True
     FROZEN_IMAGE_FEATURES = True  # the meta-net reads the frozen image feature; the image path has no prompt
+    FACTS = MethodFacts(
+        protocol=ProtocolDefaults("vit_b16_c4_ep10_batch1_ctxv1"),
+        toy_config="configs/trainers/CoCoOp/toy.yaml",
+        released="trainers.released.drop_class_buffers",
+        paper="arXiv 2203.05557 (Zhou et al., CVPR 2022)",
+        official_code="KaiyangZhou/CoOp trainers/cocoop.py:CoCoOp",
+        docs="README.md#methods",
+        official_configs=official_configs("KaiyangZhou/CoOp", "CoCoOp", "CoCoOp", (
+            "vit_b16_c16_ep10_batch1", "vit_b16_c4_ep10_batch1", "vit_b16_c4_ep10_batch1_ctxv1",
+            "vit_b16_c8_ep10_batch1")),
+    )
 
     @staticmethod
     def extend_cfg(cfg):

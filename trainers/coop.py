@@ -26,6 +26,7 @@ from clip import CLIPBackbone
 from engine import TRAINER_REGISTRY
 
 from .base import PromptTrainer
+from .facts import MethodFacts, ProtocolDefaults, coop_fewshot_rule, official_configs
 from .context import class_name_lengths, class_prompts, embed_prompts, init_context
 from .prompt_types import TextPrompts
 
@@ -90,6 +91,18 @@ class CoOpPromptLearner(nn.Module):
 class CoOp(PromptTrainer):
     CFG_NODE = "COOP"
     FROZEN_IMAGE_FEATURES = True  # prompts on the text side only
+    FACTS = MethodFacts(  # xd/dg: the 50-epoch ctxv1 config that CoCoOp compares against [inferred]
+        protocol=ProtocolDefaults("vit_b16_ctxv1", base2new_imagenet="vit_b16_ep50_ctxv1",
+                                  transfer="vit_b16_ep50_ctxv1", fewshot=coop_fewshot_rule("vit_b16")),
+        toy_config="configs/trainers/CoOp/toy.yaml",
+        released="trainers.released.drop_class_buffers",
+        paper="arXiv 2109.01134 (Zhou et al., IJCV 2022)",
+        official_code="KaiyangZhou/CoOp trainers/coop.py:CoOp",
+        docs="README.md#methods",
+        official_configs=official_configs("KaiyangZhou/CoOp", "CoOp", "CoOp", (
+            "rn101 rn101_ep50 rn50 rn50_ctxv1 rn50_ep100 rn50_ep50 rn50_ep50_ctxv1 rn50_val vit_b16 vit_b16_ctxv1 "
+            "vit_b16_ep100 vit_b16_ep100_ctxv1 vit_b16_ep50 vit_b16_ep50_ctxv1 vit_b32 vit_b32_ep50").split()),
+    )
 
     @staticmethod
     def extend_cfg(cfg):

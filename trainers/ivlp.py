@@ -22,6 +22,7 @@ from clip import CLIPBackbone
 from engine import TRAINER_REGISTRY
 
 from .base import PromptTrainer
+from .facts import MethodFacts, ProtocolDefaults, official_configs
 from .coop import CoOpPromptLearner
 from .deep_prompts import DeepPrompts, VisionPromptLearner, check_depth, released_ctx_init
 from .prompt_types import TextPrompts, VisionPrompts
@@ -92,6 +93,17 @@ def from_released_state(state_dict: Dict[str, torch.Tensor], vision_prefix: str 
 class IVLP(PromptTrainer):
     CFG_NODE = "IVLP"
     MODEL_NAME = "VLPromptLearner"  # the released registered name (output/<name>/model.pth.tar-<E>)
+    FACTS = MethodFacts(
+        protocol=ProtocolDefaults("vit_b16_c2_ep5_batch4_2+2ctx"),
+        toy_config="configs/trainers/IVLP/toy.yaml",
+        tiny_opts=("TRAINER.IVLP.PROMPT_DEPTH_TEXT", "3", "TRAINER.IVLP.PROMPT_DEPTH_VISION", "2"),
+        released="trainers.ivlp.from_released_state",
+        paper="arXiv 2210.03117 (Khattak et al., CVPR 2023: independent V-L prompting)",
+        official_code="muzairkhattak/multimodal-prompt-learning trainers/independentVL.py:IVLP",
+        docs="README.md#methods",
+        official_configs=official_configs("muzairkhattak/multimodal-prompt-learning", "IVLP", "IVLP",
+                                          ("vit_b16_c2_ep5_batch4_2+2ctx", "vit_b16_c2_ep5_batch4_4ctx_language_only")),
+    )
 
     @property
     def NEEDS_VIT(self) -> bool:  # noqa: N802 - the PromptTrainer attribute, decided by the config here

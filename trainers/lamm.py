@@ -52,6 +52,7 @@ from .lamm_labels import LABEL_TOKEN_MODES, LabelTable
 from .lamm_losses import LOSS_MODES, feature_cosine_loss, logit_distillation
 from .maple import MaPLePromptLearner
 from .prompt_types import TextPrompts, VisionPrompts
+from .facts import MethodFacts, OfficialConfig, ProtocolDefaults, official_configs
 from .released import drop_class_buffers, lamm_released_state
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,33 @@ class LAMMTrainer(PromptTrainer):
     # official fp16 (LAMM trainers/coop.py, maple.py PromptLearner): ctx and the label tokens token_classes in
     # clip_model.dtype, MaPLe's proj .half(); MaPLe's compound prompts and projections stay fp32 (cast at each block)
     OFFICIAL_FP32_PARAMS = ("prompt.compound_prompts_text", "prompt.compound_prompt_projections")
+    FACTS = MethodFacts(
+        protocol=ProtocolDefaults("vit_b16_ep50_ctxv1", reported_for={
+            "coop_vit_b16_ep50_ctxv1": ("CoOp+LAMM",), "maple_vit_b16_c2_ep5_batch4_2ctx": ("MaPLe+LAMM",)}),
+        toy_config="configs/trainers/LAMM/toy.yaml",
+        released="trainers.released.lamm_released_state",
+        paper="arXiv 2312.08212 (Gao et al., AAAI 2024)",
+        official_code="gaojingsheng/LAMM trainers/coop.py:CoOp (--triplet-loss), trainers/maple.py:MaPLe",
+        docs="docs/LAMM.md",
+        official_configs={
+            **official_configs("gaojingsheng/LAMM", "CoOp", "", (
+                "rn101 rn101_ep50 rn50 rn50_ctxv1 rn50_ep100 rn50_ep50 rn50_ep50_ctxv1 rn50_val vit_b16 "
+                "vit_b16_ep100 vit_b16_ep5 vit_b32 vit_b32_ep50").split(),
+                why_not="CoOp's config shipped with the release; no released LAMM script runs it"),
+            **official_configs("gaojingsheng/LAMM", "MaPLe", "", (
+                "vit_b16_c2_ep5_batch1_2ctx", "vit_b16_c2_ep5_batch2_2ctx",
+                "vit_b16_c2_ep5_batch4_2ctx_cross_datasets"),
+                why_not="MaPLe's config shipped with the release; no released LAMM script runs it"),
+            "CoOp/vit_b16_ep50.yaml": OfficialConfig(
+                "gaojingsheng/LAMM configs/trainers/CoOp/vit_b16_ep50.yaml",
+                why_not="no released LAMM script runs it; the scripts run vit_b16_ep50_ctxv1"),
+            "CoOp/vit_b16_ep50_ctxv1.yaml": OfficialConfig(  # scripts/lamm/*.sh and scripts/coop/*.sh
+                "gaojingsheng/LAMM configs/trainers/CoOp/vit_b16_ep50_ctxv1.yaml", "LAMM/vit_b16_ep50_ctxv1"),
+            "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml": OfficialConfig(  # scripts/maple/base_train_maple_lamm_all.sh
+                "gaojingsheng/LAMM configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
+                "LAMM/maple_vit_b16_c2_ep5_batch4_2ctx"),
+        },
+    )
 
     @staticmethod
     def extend_cfg(cfg):

@@ -28,6 +28,7 @@ from clip import CLIPBackbone
 from engine import TRAINER_REGISTRY
 
 from .base import PromptTrainer
+from .facts import MethodFacts, ProtocolDefaults, official_configs
 from .coop import CoOpPromptLearner
 from .deep_prompts import CoupledProjections, DeepPrompts, check_depth, released_ctx_init
 from .prompt_types import TextPrompts, VisionPrompts
@@ -88,6 +89,17 @@ class MaPLe(PromptTrainer):
     # official fp16: ctx (clip_model.dtype) and proj (.half()) are fp16; the compound prompts (torch.empty) and their
     # projections (nn.Linear) stay fp32 and are cast with .half() where they enter the blocks (clip/model.py)
     OFFICIAL_FP32_PARAMS = ("compound_prompts_text", "compound_prompt_projections")
+    FACTS = MethodFacts(
+        protocol=ProtocolDefaults("vit_b16_c2_ep5_batch4_2ctx", transfer="vit_b16_c2_ep5_batch4_2ctx_cross_datasets"),
+        toy_config="configs/trainers/MaPLe/toy.yaml",
+        tiny_opts=("TRAINER.MAPLE.PROMPT_DEPTH", "3"),
+        released="trainers.maple.strip_released_prefix",
+        paper="arXiv 2210.03117 (Khattak et al., CVPR 2023)",
+        official_code="muzairkhattak/multimodal-prompt-learning trainers/maple.py:MaPLe",
+        docs="README.md#methods",
+        official_configs=official_configs("muzairkhattak/multimodal-prompt-learning", "MaPLe", "MaPLe",
+                                          ("vit_b16_c2_ep5_batch4_2ctx", "vit_b16_c2_ep5_batch4_2ctx_cross_datasets")),
+    )
 
     @staticmethod
     def extend_cfg(cfg):

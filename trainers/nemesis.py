@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import Dict, Tuple
 
 import torch
 
@@ -52,6 +53,8 @@ from engine import TRAINER_REGISTRY
 from engine.utils import get_rng_state, set_rng_state
 
 from .base import PromptTrainer
+from .facts import (FewshotRule, MethodFacts, OfficialConfig, ProtocolDefaults, coop_fewshot_rule,
+                    official_configs)
 from .nemesis_loss import (SCHEDULES, flagged_rate, frobenius, mean_position_norms, norm_order, omega, pan_flags,
                            pan_loss, pun_loss, rescaled_variants, sample_positions)
 from .nemesis_pan import BatchedTextScorer, SwappedContextScorer
@@ -60,6 +63,42 @@ logger = logging.getLogger(__name__)
 
 BASES = {"coop": "CoOp", "cocoop": "CoCoOp"}  # TRAINER.NEMESIS.BASE -> registered base trainer
 RNG_KEY = "nemesis_position_rng"
+NEMESIS_FIXED_OMEGA = ("food101", "oxford_pets")  # the released CoOpNemesis forces omega 1, PAN scale 50 on these
+
+
+def nemesis_fewshot_rule(stem: str) -> FewshotRule:
+    """CoOp's recipe on ``{stem}``, except Food101 and OxfordPets, which take ``{stem}_fp`` (the ``*_fp*`` configs
+    hold the released code's hard-wired omega = 1 and PAN scale 50 on those two datasets; docs/NEMESIS.md)."""
+    coop, fixed = coop_fewshot_rule(stem), coop_fewshot_rule(f"{stem}_fp")
+    return lambda shots, dataset: (fixed if dataset in NEMESIS_FIXED_OMEGA else coop)(shots, dataset)
+
+
+def nemesis_reported() -> Dict[str, Tuple[str, ...]]:
+    """Nemesis configs -> the names of the Nemesis README tables (``_aN``: loss weight A = ω = N, default 1)."""
+    names: Dict[str, Tuple[str, ...]] = {}
+    for variant in ("pun", "pan"):
+        name = f"Nemesis-{variant.upper()}"
+        names[f"rn50_{variant}"] = names[f"rn50_{variant}_fp"] = (f"CoOp+{name}", f"CoOp+{name} (ω=1)")
+        names[f"rn50_{variant}_a10"] = (f"CoOp+{name} (ω=10)",)
+        for omega, suffix in ((1, ""), (10, "_a10"), (20, "_a20")):
+            names[f"vit_b16_c4_ep10_batch1_ctxv1_{variant}{suffix}"] = (f"CoCoOp+{name} (ω={omega})",)
+    return names
+
+
+def released_nemesis_configs() -> Dict[str, OfficialConfig]:
+    """The released ``CoOpNemesis`` configs (CoOp's recipes; the penalty's settings are the trainer's arguments) and
+    their PUN counterparts here; the ones without a counterpart are backbones and context variants of CoOp's that
+    the paper's experiments (docs/NEMESIS.md) do not run."""
+    mapped = {"rn50": "rn50_pun", "rn50_ep50": "rn50_pun_ep50", "rn50_ep100": "rn50_pun_ep100",
+              "vit_b16_ep50": "vit_b16_pun_ep50"}
+    out = official_configs("ShyFoo/Nemesis", "CoOpNemesis", "", (
+        "rn101 rn101_ep50 rn50_ctxv1 rn50_ep100_ctxv1 rn50_ep50_ctxv1 rn50_val vit_b16 vit_b16_ctxv1 vit_b16_ep100 "
+        "vit_b16_ep100_ctxv1 vit_b16_ep50_ctxv1 vit_b32 vit_b32_ep50").split(),
+        why_not="CoOp's backbone or context variant, copied with the release; no experiment of the paper runs it")
+    out.update(official_configs("ShyFoo/Nemesis", "CoOpNemesis", "Nemesis", mapped))
+    for name, ours in mapped.items():
+        out[f"CoOpNemesis/{name}.yaml"] = OfficialConfig(out[f"CoOpNemesis/{name}.yaml"].source, f"Nemesis/{ours}")
+    return out
 
 
 def base_trainer(base: str):
@@ -84,6 +123,17 @@ def nemesis_on(base: type) -> type:
 @TRAINER_REGISTRY.register("Nemesis")
 class NemesisTrainer(PromptTrainer):
     BASE_TRAINER = None  # the base trainer class, set on each Nemesis<Base> class by nemesis_on
+    FACTS = MethodFacts(
+        protocol=ProtocolDefaults("vit_b16_c4_ep10_batch1_ctxv1_pun", transfer="rn50_pun_ep50",
+                                  fewshot=nemesis_fewshot_rule("rn50_pun"), reported_for=nemesis_reported()),
+        toy_config="configs/trainers/Nemesis/toy.yaml",
+        prec_node="COOP",  # the default BASE coop's node
+        released="trainers.released.drop_class_buffers",
+        paper="Fu et al., ICLR 2024 (Nemesis: normalizing the soft-prompt vectors)",
+        official_code="ShyFoo/Nemesis trainers/coop_nemesis.py:CoOpNemesis",
+        docs="docs/NEMESIS.md",
+        official_configs=released_nemesis_configs(),
+    )
 
     def __new__(cls, cfg, *args, **kwargs):
         if cls is NemesisTrainer:

@@ -46,6 +46,7 @@ from .feature_shift import (SHIFT_MEASURES, FrozenReference, GramReference, deep
 from .ivlp import IVLPPromptLearner
 from .maple import MaPLe, MaPLePromptLearner
 from .prompt_types import TextPrompts, VisionPrompts
+from .facts import MethodFacts, OfficialConfig, ProtocolDefaults
 from .released import is_released_restore, restore_reference_state, restore_surgery_state
 from .restore_surgery import SurgeryBlock
 
@@ -106,6 +107,27 @@ class FeatureShift:
 @TRAINER_REGISTRY.register("RESTORE")
 class RestoreTrainer(MaPLe):
     CFG_NODE = "RESTORE"
+    # RESTORE's per-dataset ratios apply to its released configs, not to the IVLP+FSC ablation (see its YAML), and
+    # not to few-shot runs: the only released few-shot script passes no ratio flags (0.1 / 0.1, lambda 1;
+    # docs/RESTORE.md).
+    FACTS = MethodFacts(
+        protocol=ProtocolDefaults(
+            "vit_b16_c2_ep10_batch4_2ctx", transfer="vit_b16_c2_ep2_batch4_2ctx_cross_datasets",
+            dataset_configs=("vit_b16_c2_ep10_batch4_2ctx", "vit_b16_c2_ep10_batch4_2ctx_feature",
+                             "vit_b16_c2_ep10_batch4_2ctx_promptdepth12", "vit_b16_c2_ep2_batch4_2ctx_cross_datasets"),
+            fewshot_dataset_values=False),
+        toy_config="configs/trainers/RESTORE/toy.yaml",
+        tiny_opts=("TRAINER.RESTORE.PROMPT_DEPTH", "3"),
+        released="trainers.released.restore_surgery_state",
+        paper="arXiv 2403.06136",
+        official_code="Yaphabates/RESTORE_ trainers/maple_fsa.py:MaPLe_FSA",
+        docs="docs/RESTORE.md",
+        official_configs={f"MaPLe_FSA/{name}.yaml": OfficialConfig(
+            f"Yaphabates/RESTORE_ configs/trainers/MaPLe_FSA/{name}.yaml", f"RESTORE/{ours}") for name, ours in (
+                ("vit_b16_c2_ep5_batch4_2ctx", "vit_b16_c2_ep10_batch4_2ctx"),  # it sets MAX_EPOCH 10 (docs page)
+                ("vit_b16_c2_ep10_batch4_2ctx_promptdepth12", "vit_b16_c2_ep10_batch4_2ctx_promptdepth12"),
+                ("vit_b16_c2_ep5_batch4_2ctx_cross_datasets", "vit_b16_c2_ep2_batch4_2ctx_cross_datasets"))},
+    )
     SURGERY = "surgery"
     REFERENCE = "fsc_reference"
 

@@ -21,6 +21,7 @@ import torch
 from engine import TRAINER_REGISTRY
 
 from .base import PromptTrainer
+from .facts import MethodFacts, ProtocolDefaults, official_configs
 from .deep_prompts import VisionPromptLearner, check_depth
 from .ivlp import from_released_state
 from .prompt_types import VisionPrompts
@@ -34,6 +35,17 @@ class VPT(PromptTrainer):
     MODEL_NAME = "prompt_learner"  # the released registered name
     NEEDS_VIT = True
     OFFICIAL_FP32_PARAMS = ("",)  # every prompt is an fp32 parameter in the released VPT
+    FACTS = MethodFacts(
+        protocol=ProtocolDefaults("vit_b16_c2_ep5_batch4_4", reported_as=("VPT-deep",)),
+        toy_config="configs/trainers/VPT/toy.yaml",
+        tiny_opts=("TRAINER.VPT.N_CTX_VISION", "3", "TRAINER.VPT.PROMPT_DEPTH_VISION", "3"),
+        released="trainers.ivlp.from_released_state",
+        paper="arXiv 2203.12119 (Jia et al., ECCV 2022); the deep variant of muzairkhattak/multimodal-prompt-learning",
+        official_code="muzairkhattak/multimodal-prompt-learning trainers/vpt.py:VPT",
+        docs="README.md#methods",
+        official_configs=official_configs("muzairkhattak/multimodal-prompt-learning", "VPT", "VPT",
+                                          ("vit_b16_c2_ep5_batch4_4",)),
+    )
 
     @staticmethod
     def extend_cfg(cfg):

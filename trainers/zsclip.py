@@ -6,6 +6,7 @@ class text features, computed once.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import List
 
 import clip
@@ -13,6 +14,7 @@ from engine import TRAINER_REGISTRY
 from engine.errors import UserError
 
 from .base import PromptTrainer, clip_logits
+from .facts import MethodFacts, ProtocolDefaults
 from .templates import IMAGENET_TEMPLATES_SELECT, config_template
 
 
@@ -20,6 +22,14 @@ from .templates import IMAGENET_TEMPLATES_SELECT, config_template
 class ZeroshotCLIP(PromptTrainer):
     CFG_NODE = "ZSCLIP"
     FROZEN_IMAGE_FEATURES = True
+    FACTS = MethodFacts(
+        zero_shot=True,
+        protocol=ProtocolDefaults("vit_b16", config_dir="CoOp", reported_as=("CLIP", "CLIP (zero-shot)")),
+        toy_config="configs/trainers/CoOp/toy.yaml",
+        paper="arXiv 2103.00020 (Radford et al., CLIP)",
+        official_code="KaiyangZhou/CoOp trainers/zsclip.py:ZeroshotCLIP",
+        docs="README.md#methods",
+    )
 
     @staticmethod
     def extend_cfg(cfg):
@@ -50,6 +60,9 @@ class ZeroshotCLIP(PromptTrainer):
     def before_test(self):
         pass
 
+    def eval_text_features(self):
+        return self.text_weights
+
     def logits_from_features(self, image_features):
         return clip_logits(image_features, self.text_weights, self.logit_scale, self.precision.head_dtype)
 
@@ -57,6 +70,9 @@ class ZeroshotCLIP(PromptTrainer):
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP2(ZeroshotCLIP):
     """Prompt ensembling over ``IMAGENET_TEMPLATES_SELECT`` + the dataset's template."""
+
+    FACTS = replace(ZeroshotCLIP.FACTS, protocol=ProtocolDefaults("vit_b16", config_dir="CoOp"),
+                    official_code="KaiyangZhou/CoOp trainers/zsclip.py:ZeroshotCLIP2")
 
     @staticmethod
     def extend_cfg(cfg):
