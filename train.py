@@ -103,7 +103,7 @@ def run(args) -> int:
     from engine.trainer import RESULTS_FILE
     from engine.utils import collect_env_info, set_random_seed, setup_logger
     from engine.utils.run_lock import RunLock
-    from tools.run_results import is_corrupt, read_results, set_aside
+    from engine.run_results import is_corrupt, read_results, set_aside
 
     try:
         TRAINER_REGISTRY.get(cfg.TRAINER.NAME)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Base-to-new generalisation (CoCoOp protocol): train on the base half of the classes with 16 shots, then
-# evaluate the saved model on the new half. Runs from anywhere; the commands are built by tools/protocols.py.
+# evaluate the saved model on the new half. Runs from anywhere; the commands are built by experiments/protocols.py.
 #
 #   scripts/base2new.sh TRAINER DATASET|all [SEED|all] [CFG] [KEY VALUE ...]
 #

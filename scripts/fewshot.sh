@@ -4,7 +4,7 @@
 # is given. Nemesis follows the same recipe with the rn50_pun* configs, and the rn50_pun_fp* ones on Food101 and
 # OxfordPets (the released code's omega 1 and PAN scale 50 there). RESTORE runs its base-to-new config without the
 # per-dataset ratios, as its only released few-shot script (ratios 0.1 / 0.1, lambda 1; pass KEY VALUE pairs such
-# as TRAINER.RESTORE.VIS_CALIB_R 0.15 to change them). The commands are built by tools/protocols.py.
+# as TRAINER.RESTORE.VIS_CALIB_R 0.15 to change them). The commands are built by experiments/protocols.py.
 #
 #   scripts/fewshot.sh TRAINER DATASET|all [SHOTS|all] [SEED|all] [CFG] [KEY VALUE ...]
 #

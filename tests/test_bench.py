@@ -4,7 +4,7 @@ import math
 from engine import build_trainer
 from engine.utils import set_random_seed
 from tests.helpers import tiny_cfg
-from tools import bench
+from experiments import bench
 
 
 def test_bench_figures_on_a_tiny_coop(tmp_path):

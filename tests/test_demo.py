@@ -13,7 +13,7 @@ import os
 import torch
 
 from clip import toyclip
-from tools import demo
+from experiments import demo
 
 
 def _accuracies(output):

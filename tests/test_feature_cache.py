@@ -249,7 +249,7 @@ def test_concurrent_jobs_compute_once_and_agree(tmp_path):
 
 
 def test_tools_cache_info_and_clear(tmp_path, capsys):
-    from tools import cache as cache_cli
+    from experiments import cache as cache_cli
 
     cache = tmp_path / "cache"
     evaluate(build(tmp_path, cache=cache))
@@ -449,7 +449,7 @@ def test_an_unlockable_cache_folder_costs_the_reuse_not_the_evaluation(tmp_path,
 
 
 def test_clear_removes_only_the_caches_own_files(tmp_path):
-    from tools import cache as cache_cli
+    from experiments import cache as cache_cli
 
     cache = tmp_path / "cache"
     evaluate(build(tmp_path, cache=cache))

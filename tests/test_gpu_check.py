@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tests.helpers import TINY_VIT
-from tools import gpu_check
+from experiments import gpu_check
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")

@@ -11,7 +11,7 @@ import clip
 from engine import build_trainer
 from engine.utils import latest_checkpoint, load_checkpoint, set_random_seed, setup_logger
 from tests.helpers import TINY_VIT, tiny_cfg
-from tools import lamm_continual
+from experiments import lamm_continual
 from trainers.lamm import LABEL_PREFIX, META_KEY
 from trainers.lamm_labels import LabelTable, class_keys
 from trainers.lamm_losses import feature_cosine_loss, logit_distillation

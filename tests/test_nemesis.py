@@ -14,7 +14,7 @@ import yaml
 from engine import build_trainer
 from engine.utils import load_checkpoint, set_random_seed, setup_logger
 from tests.helpers import tiny_cfg
-from tools import corruption, nemesis_plots
+from experiments import corruption, nemesis_plots
 from trainers.nemesis_loss import (omega, pan_flags, pan_loss, position_norms, pun_loss, rescaled_variants,
                                    sample_positions, weighted_norm)
 from trainers.nemesis_pan import BatchedTextScorer, SwappedContextScorer, context_value

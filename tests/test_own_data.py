@@ -14,8 +14,8 @@ from PIL import Image
 from clip.toyclip import TOYCLIP_CONFIG, create_toyclip
 from datasets.show import main as show_main
 from engine.data.data_manager import read_image
-from tools import export, predict
-from tools.trained_model import load_run, eval_transform
+from experiments import export, predict
+from experiments.trained_model import load_run, eval_transform
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDERS = {"red_ball": (220, 30, 30), "green_leaf": (30, 200, 40), "blue_sky": (30, 40, 220), "gold": (230, 220, 30)}

@@ -9,9 +9,9 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from matplotlib.text import Text
 
-from tools import base2new_plot, plots
-from tools.figure_style import figure_style
-from tools.results import Reported, ResultsError, harmonic_mean, summarize
+from experiments import base2new_plot, plots
+from experiments.figure_style import figure_style
+from experiments.results import Reported, ResultsError, harmonic_mean, summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SEEDS = (1, 2, 3)
@@ -172,7 +172,7 @@ def test_point_labels_do_not_collide(tmp_path):
 
 
 def test_eleven_datasets_grid_and_published_overlay(tmp_path):
-    from tools.protocols import BASE2NEW_DATASETS, dataset_name
+    from experiments.protocols import BASE2NEW_DATASETS, dataset_name
 
     root = tmp_path / "runs"
     write_base2new(root, ("ZeroshotCLIP", "CoOp"), {s: dataset_name(s) for s in BASE2NEW_DATASETS}, seeds=(1, 2))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tools import protocols
-from tools.protocols import ProtocolError, Run, Settings, build_runs, expand, max_epoch
+from experiments import protocols
+from experiments.protocols import ProtocolError, Run, Settings, build_runs, expand, max_epoch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -216,7 +216,7 @@ def test_protocol_misuse_gives_one_clear_error(settings):
 
 
 def test_unknown_trainer_needs_an_explicit_config(settings):
-    with pytest.raises(ProtocolError, match="METHODS in tools/protocols.py"):
+    with pytest.raises(ProtocolError, match="METHODS in experiments/protocols.py"):
         build_runs("base2new", "Custom", "dtd", 1, settings)
     train, test = build_runs("base2new", "Custom", "dtd", 1, settings, config="my_cfg")
     assert train.run_id == "base2new/train_base/dtd/shots_16/Custom/my_cfg/seed1"
@@ -305,7 +305,7 @@ def test_script_skips_finished_runs_and_passes_opts(tmp_path):
     _need("configs/trainers/CoOp/vit_b16_ctxv1.yaml")
     import json
 
-    from tools.sweep import expected_config
+    from experiments.sweep import expected_config
 
     env = {"DATA": str(tmp_path / "d"), "DRY_RUN": "1", "OUTPUT": str(tmp_path / "o")}
     opts = ("OPTIM.MAX_EPOCH", "7")  # trailing opts put the runs in their own folder (tools.protocols.variant_folder)

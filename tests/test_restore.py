@@ -17,7 +17,7 @@ from engine.config import build_cfg
 from engine.config.strict import merge_from_file
 from engine.utils import load_checkpoint, set_random_seed, setup_logger
 from tests.helpers import TINY_OPTS, TINY_VIT, make_color_dataset, tiny_cfg
-from tools import feature_shift as tool
+from experiments import feature_shift as tool
 from trainers.feature_shift import (GramReference, fsc_loss, gram_norm, gram_norms, relative_feature_shift,
                                     relative_gram_shift, text_content_mask)
 from trainers.prompt_types import TextPrompts, VisionPrompts

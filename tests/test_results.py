@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools import results
-from tools.results import Reported, Summary, harmonic_mean, log_accuracy, summarize
+from experiments import results
+from experiments.results import Reported, Summary, harmonic_mean, log_accuracy, summarize
 
 
 def write_result(root: Path, rel: str, accuracy: float, **fields) -> Path:

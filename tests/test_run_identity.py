@@ -3,7 +3,7 @@ and the variant folders that keep a sweep's --backbone / --opts runs apart from 
 import copy
 
 from engine.config_fingerprint import config_diff, config_fingerprint, evaluation_diff, finished_run_diff
-from tools.protocols import Settings, expand, variant_folder
+from experiments.protocols import Settings, expand, variant_folder
 
 CONFIG = {"SEED": 1, "OUTPUT_DIR": "/a", "DATALOADER": {"NUM_WORKERS": 0},
           "MODEL": {"BACKBONE": {"NAME": "toyclip"}}, "OPTIM": {"LR": 0.05, "MAX_EPOCH": 16}}

@@ -1,10 +1,10 @@
-"""Seed-free runs (tools/seed_free.py): zero-shot methods run once per dataset and split; tables still show them."""
+"""Seed-free runs (experiments/seed_free.py): zero-shot methods run once per dataset and split; tables still show them."""
 import dataclasses
 
 from tests.test_protocols import settings  # noqa: F401  (fixture)
 from tests.test_results import b2n, write_result
-from tools.protocols import expand
-from tools.results import build_tables, render, summarize
+from experiments.protocols import expand
+from experiments.results import build_tables, render, summarize
 
 
 def test_zero_shot_runs_once_trained_methods_per_seed(settings):  # noqa: F811

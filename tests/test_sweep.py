@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tools import sweep
-from tools.protocols import REPO_ROOT, Run, Settings, settings_from_env, variant_folder
-from tools.sweep import Grid, Outcome, SlurmOptions, SweepError
+from experiments import sweep
+from experiments.protocols import REPO_ROOT, Run, Settings, settings_from_env, variant_folder
+from experiments.sweep import Grid, Outcome, SlurmOptions, SweepError
 
 # A stand-in for train.py: writes results.json (accuracy = argv[2]) unless the file named by argv[3] exists; with a
 # 4th argument it first checks that this dependency's results.json exists (the queue must have waited for it).
@@ -250,7 +250,7 @@ def test_local_slots_cpu_and_gpu(monkeypatch):
 # ---- the Slurm path, through submitit's local executor ----
 
 def test_components_and_group_job(tmp_path):
-    from tools.slurm_job import GroupFailed, GroupJob
+    from experiments.slurm_job import GroupFailed, GroupJob
 
     (a1, a2), (b1, b2) = pair(tmp_path, "a"), pair(tmp_path, "b")
     groups = sweep.components([a1, b1, a2, b2])
@@ -493,7 +493,7 @@ def test_local_runner_executes_real_toy_runs(tmp_path):
 # ---- the demo's discovery of toy datasets and trainers ----
 
 def test_demo_discovers_toy_configs(tmp_path):
-    from tools import demo
+    from experiments import demo
 
     configs = tmp_path / "configs"
     for rel in ("datasets/toy_b.yaml", "datasets/toy_a.yaml", "datasets/dtd.yaml", "trainers/CoOp/toy.yaml",
@@ -508,8 +508,8 @@ def test_demo_discovers_toy_configs(tmp_path):
 
 
 def test_demo_refuses_to_reuse_runs_made_from_other_inputs(tmp_path):
-    from tools import demo
-    from tools.protocols import CONFIGS_DIR, Settings, expand
+    from experiments import demo
+    from experiments.protocols import CONFIGS_DIR, Settings, expand
 
     configs = tmp_path / "configs"
     for rel in ("datasets/toy_shapes.yaml", "trainers/CoOp/toy.yaml", "trainers/MaPLe/toy.yaml"):
@@ -547,8 +547,8 @@ def test_demo_refuses_to_reuse_runs_made_from_other_inputs(tmp_path):
 def test_demo_with_other_seeds_reuses_the_runs_it_shares(tmp_path):
     """Seeds and trainers are part of each run's config (checked by the sweep), not of the demo's inputs: a demo
     over seeds 1-3 after one over seed 1 is no reason to refuse."""
-    from tools import demo
-    from tools.protocols import Settings, expand
+    from experiments import demo
+    from experiments.protocols import Settings, expand
 
     weights = tmp_path / "toyclip.pt"
     weights.write_bytes(b"weights v1")

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tools.protocols import REPO_ROOT, settings_from_env
-from tools.sweep import Grid
+from experiments.protocols import REPO_ROOT, settings_from_env
+from experiments.sweep import Grid
 
 OPTS = ("OPTIM.MAX_EPOCH", "8", "DATASET.NUM_SHOTS", "2")
 REAL = ["configs/trainers/CoOp/toy.yaml", "configs/datasets/toy_shapes.yaml", "clip/pretrained/toyclip.pt"]

@@ -16,7 +16,7 @@ from PIL import Image
 from clip import toyclip
 from datasets import toy_world
 from datasets.toy_world import TOY_DATASETS, ToyDatasetSpec
-from tools.pretrain_toyclip import zero_shot_accuracy
+from experiments.pretrain_toyclip import zero_shot_accuracy
 
 TINY = ToyDatasetSpec(
     name="ToyTiny",
@@ -295,7 +295,7 @@ def test_committed_toyclip_reads_the_infrared_domain_word(model):
 @pytest.mark.slow
 def test_pretraining_from_scratch_reaches_the_same_quality(tmp_path):
     """Re-running the recipe (about 15 minutes on 2 cores) gives a checkpoint of the same quality (not bytes)."""
-    from tools import pretrain_toyclip
+    from experiments import pretrain_toyclip
 
     out = tmp_path / "toyclip.pt"
     pretrain_toyclip.main(["--out", str(out), "--seed", "1", "--log-every", "100"])

@@ -3,8 +3,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tools import tradeoff
-from tools.results import Cell, Row, harmonic_mean
+from experiments import tradeoff
+from experiments.results import Cell, Row, harmonic_mean
 
 
 def row(trainer, dataset, base, new, label=""):

@@ -1,4 +1,4 @@
-"""The warm local executor (tools/warm_pool.py): a crashed worker is replaced without losing the sweep, and warm
+"""The warm local executor (experiments/warm_pool.py): a crashed worker is replaced without losing the sweep, and warm
 runs give exactly what one process per run gives."""
 import json
 import os
@@ -6,8 +6,8 @@ import sys
 
 import torch
 
-from tools import sweep, warm_pool
-from tools.protocols import Run, Settings, expand
+from experiments import sweep, warm_pool
+from experiments.protocols import Run, Settings, expand
 
 
 def fake_train(argv):

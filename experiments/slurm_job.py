@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Sequence
 
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from tools.protocols import Run
-from tools.sweep import _log_header
+from experiments.protocols import Run
+from experiments.sweep import _log_header
 
 STOP_GRACE_S = 30.0  # seconds train.py gets after SIGTERM before SIGKILL when the job is checkpointed
 POLL_S = 0.5

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
-from tools.results import Row, Summary, Table, render
+from experiments.results import Row, Summary, Table, render
 
 ZERO_SHOT = "ZeroshotCLIP"
 TOLERANCE = 0.005  # points; a smaller difference shows as 0.00 and counts as neither up nor down

@@ -38,9 +38,9 @@ import time
 import traceback
 from typing import Callable, Dict, Optional, Sequence
 
-from tools.protocols import REPO_ROOT, Run
+from experiments.protocols import REPO_ROOT, Run
 
-RUN_TRAIN = "tools.warm_pool:run_train"
+RUN_TRAIN = "experiments.warm_pool:run_train"
 MAX_BACKBONES = 4  # master copies a worker keeps (least recently used dropped first)
 
 

@@ -40,7 +40,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
 
-from tools.run_results import is_finished
+from engine.run_results import is_finished
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS_DIR = REPO_ROOT / "configs"
@@ -201,7 +201,7 @@ def method_for(trainer: str, config: Optional[str] = None) -> Method:
         return Method(trainer, config)
     raise ProtocolError(
         f"No default config for trainer {trainer!r} (known: {', '.join(METHODS)}). Pass the config name "
-        f"explicitly (CFG argument / --config), or add a line for it to METHODS in tools/protocols.py.")
+        f"explicitly (CFG argument / --config), or add a line for it to METHODS in experiments/protocols.py.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -519,7 +519,7 @@ def _seed_free(protocol: str, trainer: str, dataset: str, shots: int, config: Op
                settings: Settings) -> bool:
     """Whether the runs of this cell cannot depend on the seed, so they run for the first seed only
     (:mod:`tools.seed_free`)."""
-    from tools.seed_free import backbone_of, is_seed_free
+    from experiments.seed_free import backbone_of, is_seed_free
 
     method = method_for(trainer, config)
     if not method.zero_shot:

@@ -18,8 +18,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
-from tools.protocols import METHODS  # noqa: E402
-from tools.results import AVERAGE, ResultsError, Row  # noqa: E402
+from experiments.protocols import METHODS  # noqa: E402
+from experiments.results import AVERAGE, ResultsError, Row  # noqa: E402
 
 FORMATS = (".png", ".pdf", ".svg")
 DPI = 150

@@ -20,10 +20,10 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from tools.figure_style import (check_out, describe, figure_style, is_zero_shot, legend_below, method_styles,
+from experiments.figure_style import (check_out, describe, figure_style, is_zero_shot, legend_below, method_styles,
                                 ordered_methods, padded_limits, panel_title, save, seed_std, set_title)
-from tools.label_placement import marker_box, place_labels
-from tools.results import AVERAGE, ResultsError, Row, Summary, harmonic_mean
+from experiments.label_placement import marker_box, place_labels
+from experiments.results import AVERAGE, ResultsError, Row, Summary, harmonic_mean
 
 import matplotlib.pyplot as plt  # noqa: E402  (figure_style chose the Agg backend)
 from matplotlib.lines import Line2D  # noqa: E402

@@ -38,7 +38,7 @@ def is_seed_free(zero_shot: bool, backbone: Optional[str]) -> bool:
 
 def trainer_is_seed_free(trainer: str, backbone: Optional[str]) -> bool:
     """:func:`is_seed_free` for a finished run's trainer name (unknown trainers are not seed-free)."""
-    from tools.protocols import METHODS
+    from experiments.protocols import METHODS
 
     method = METHODS.get(trainer)
     return method is not None and is_seed_free(method.zero_shot, backbone)
