@@ -5,7 +5,8 @@ argv, the output directory in the CoOp/CoCoOp layout, and the runs it depends on
 ``tools.sweep`` and ``tools.demo`` all go through :func:`expand`, so a command line is written in one place only.
 
 Output layout under the output root (``$OUTPUT``, default ``output/``), following CoCoOp's and MaPLe's scripts
-(codebase_anchors §2.5, §3.3):
+(``scripts/cocoop/*.sh`` of KaiyangZhou/CoOp, ``scripts/maple/*.sh`` of muzairkhattak/multimodal-prompt-learning;
+docs/OFFICIAL_CODE.md):
 
 * ``base2new/train_base/DATASET/shots_16/TRAINER/CFG/seedS``: training on base classes; its final test is the
   base-class accuracy.
@@ -58,7 +59,8 @@ SEEDS = (1, 2, 3)
 FEWSHOT_SHOTS = (1, 2, 4, 8, 16)
 TRANSFER_SHOTS = 16  # base2new, xd and dg train with 16 shots per class
 
-# YAML stem -> Dassl DATASET.NAME (codebase_anchors §2.2); used when a configs/datasets YAML cannot be read.
+# YAML stem -> Dassl DATASET.NAME (KaiyangZhou/CoOp ``configs/datasets``; docs/OFFICIAL_CODE.md); used when a
+# configs/datasets YAML cannot be read.
 DATASET_NAMES = {
     "imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "OxfordPets",
     "stanford_cars": "StanfordCars", "oxford_flowers": "OxfordFlowers", "food101": "Food101",
@@ -112,7 +114,7 @@ class Method:
     config. ``zero_shot`` methods never train: every run is ``--eval-only``. Training runs with a config listed in
     ``dataset_configs`` get the per-dataset values of ``configs/trainers/<config_dir>/datasets/<dataset>.yaml`` as
     trailing opts, except few-shot runs when ``fewshot_dataset_values`` is False. ``reported_as`` names the method in
-    ``tools/reported_numbers.json`` (default: the trainer name);
+    ``experiments/reported_numbers.json`` (default: the trainer name);
     ``reported_for`` maps config names to other names there (a variant reported as another method).
     """
 

@@ -13,7 +13,7 @@ HM of the two averages, not the average of the per-dataset HMs (MaPLe README / C
 are over datasets per shot count; cross-dataset and domain-generalisation averages are over the targets.
 
 ``--compare reported`` adds the published number and the difference (measured - published) under each row, from
-``tools/reported_numbers.json``, with the paper and the provenance of each number in footnotes.
+``experiments/reported_numbers.json``, with the paper and the provenance of each number in footnotes.
 """
 from __future__ import annotations
 
@@ -221,7 +221,7 @@ class Cell:
 
 
 def _seed_free(records: Iterable[Record]) -> bool:
-    """A single result of a run that cannot depend on the seed (tools/seed_free.py)."""
+    """A single result of a run that cannot depend on the seed (experiments/seed_free.py)."""
     from experiments.seed_free import trainer_is_seed_free
 
     records = list(records)
@@ -252,7 +252,7 @@ class Row:
     configs: Tuple[str, ...] = ()
     backbone: Optional[str] = None
     n_datasets: int = 0  # for average rows
-    seed_free: bool = False  # a zero-shot run executed once (tools/seed_free.py)
+    seed_free: bool = False  # a zero-shot run executed once (experiments/seed_free.py)
     label: str = ""
     reported: Dict[str, dict] = field(default_factory=dict)
     variant: tuple = (None, None, ())  # (backbone, distinguishing settings, config changes): see Summary
@@ -379,7 +379,7 @@ class Summary:
 
     def _check_seeds(self, key: tuple, by_seed: Dict[int, Record]) -> None:
         if _seed_free(by_seed.values()):
-            return  # run once by design (tools/seed_free.py)
+            return  # run once by design (experiments/seed_free.py)
         missing = [s for s in self._expected[key[0]] if s not in by_seed]
         if missing:
             protocol, trainer, family, dataset, shots, role, variant = key
@@ -475,7 +475,7 @@ class Summary:
 # ---------------------------------------------------------------------------------------------------------------
 
 class Reported:
-    """Published numbers (``tools/reported_numbers.json``) joined to measured rows."""
+    """Published numbers (``experiments/reported_numbers.json``) joined to measured rows."""
 
     SETTINGS = {"base2new": ("base2new",), "fewshot": ("fewshot",), "xd": ("xd",), "dg": ("dg",),
                 "zeroshot": ("fewshot", "xd", "dg")}
