@@ -5,7 +5,8 @@ Prompt learners never edit CLIP; they hand the backbone what to splice in:
 - text: token embeddings ``[N, L, d_t]`` with learned vectors already in place, the EOT positions ``[N]``, and
   optional deep prompts - a list indexed by layer; entry ``i >= 1`` (``[n, d_t]`` or ``[N, n, d_t]``) replaces the
   ``n`` slots after SOT (positions ``1..n``) at the input of block ``i``. ``None`` entries, and layers past the
-  list, pass the previous block's outputs through (IVLP/MaPLe semantics, codebase_anchors §3.1).
+  list, pass the previous block's outputs through (IVLP/MaPLe semantics: ``muzairkhattak/multimodal-prompt-learning``
+  ``clip/model.py``, ``ResidualAttentionBlock_IVLP``; docs/OFFICIAL_CODE.md).
 - vision (ViT only): ``prompts`` ``[n, d_v]`` or ``[B, n, d_v]`` are appended after CLS + patches, after the
   positional embedding and before ``ln_pre``; deep prompts replace those last ``n`` tokens at the input of block
   ``i >= 1``. The prompt tokens are dropped before pooling, so the output is the pooled CLS feature.

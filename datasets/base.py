@@ -12,7 +12,8 @@ A benchmark subclass supplies only paths and naming rules::
         def create_split(self) -> dict:            # {"train"|"val"|"test": [[relpath, label, classname], ...]}
             ...
 
-``BenchmarkDataset(cfg)`` then does what every CoOp dataset did (codebase_anchors §2.3):
+``BenchmarkDataset(cfg)`` then does what every CoOp dataset did (``KaiyangZhou/CoOp`` ``datasets/oxford_pets.py``:
+``OxfordPets.read_split``, ``subsample_classes``; docs/OFFICIAL_CODE.md):
 
 1. Read ``split_file``. If it is missing, build the split with ``create_split`` (CoOp's procedure), write it, and
    warn that it is not CoOp's released split, so results are not comparable with published ones.

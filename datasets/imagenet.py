@@ -6,7 +6,7 @@ line: CLIP's cleaned class names). Labels: position of the wnid among the sorted
 from train.
 
 CoOp released no ImageNet split: it pickled ``preprocessed.pkl`` from ``os.listdir`` order, which depends on the
-filesystem, so its few-shot subsets cannot be regenerated elsewhere (CoOp#88). This project stores
+filesystem, so its few-shot subsets cannot be regenerated elsewhere (KaiyangZhou/CoOp#88). This project stores
 ``split_ImageNet.json`` built from SORTED listings instead, and reads CoOp's ``split_fewshot/shot_K-seed_S.pkl`` when
 present (see ``datasets.base``) to reuse CoOp's exact subsets.
 """

@@ -82,8 +82,8 @@ def _classnames() -> Item:
 _VGG = "https://www.robots.ox.ac.uk/~vgg/data"
 
 _CARS_MANUAL = """\
-Stanford's own links (ai.stanford.edu/~jkrause/...) have returned 404 since 2023 (CoOp#61,
-torchvision#7545) and no mirror of the original archives is known to be stable. Get the original
+Stanford's own links (ai.stanford.edu/~jkrause/...) have returned 404 since 2023 (KaiyangZhou/CoOp#61,
+pytorch/vision#7545) and no mirror of the original archives is known to be stable. Get the original
 files from any copy you trust and put them, under these exact names, in {downloads}/ :
   cars_train.tgz                   md5 065e5b463ae28d29e77c1b4b166cfe61
   cars_test.tgz                    md5 4ce7ebf6a94d07f1952d94dd34c4d501
@@ -174,7 +174,7 @@ SOURCES: dict[str, Source] = {
                     "cars_test.tgz", md5="4ce7ebf6a94d07f1952d94dd34c4d501",
                     moves=(("cars_test", "cars_test"),)),)),
                 Item(("devkit/",), (
-                    # Re-uploaded in torchvision#7545; accepted only if it is byte-identical to the original.
+                    # Re-uploaded in pytorch/vision#7545; accepted only if it is byte-identical to the original.
                     Mirror("car_devkit.tgz", url="https://github.com/pytorch/vision/files/11644847/car_devkit.tgz",
                            md5="c3b158d763b6e2245038c8ad08e45376", moves=(("devkit", "devkit"),)),
                 )),

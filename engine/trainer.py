@@ -3,7 +3,7 @@
     train(): before_train -> [before_epoch -> run_epoch -> after_epoch] * E -> after_train
     run_epoch(): for batch: forward_backward(batch) -> dict of floats; the scheduler steps once per epoch
 
-Differences from Dassl, all on the engineering side (codebase_anchors §6):
+Differences from Dassl, all on the engineering side (``dassl/engine/trainer.py``; docs/OFFICIAL_CODE.md):
 - the loop steps each scheduler once at the end of the epoch; a ported trainer that calls ``self.update_lr()``
   itself on its last batch is not stepped twice;
 - checkpoints hold the registered modules' state (never the frozen CLIP), the optimiser, the scheduler and every RNG

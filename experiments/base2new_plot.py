@@ -2,7 +2,7 @@
 
 Trade-off scatter (one panel per dataset, the Average first, in a grid of up to 4 columns): x = base accuracy,
 y = new accuracy, one point per method at its mean over seeds with ±1 std error bars (population std, as
-``tools.results``), dashed HM iso-lines HM = 2·B·N / (B + N) = h (the H of CoCoOp, Zhou et al., CVPR 2022),
+``experiments.results``), dashed HM iso-lines HM = 2·B·N / (B + N) = h (the H of CoCoOp, Zhou et al., CVPR 2022),
 i.e. N = h·B / (2B - h), and zero-shot CLIP as a black star with a dotted cross through it (points up and to the
 right of the cross beat it on both). The Average panel is the mean over datasets of base and of new (no error
 bars: that mean is not over seeds). With the published numbers attached (``--compare reported``), each method's
@@ -102,7 +102,7 @@ def _errorbar_boxes(ax, row: Row, half_width_px: float = 1.5) -> List[Bbox]:
 
 
 def _datasets(rows: Sequence[Row]) -> List[str]:
-    return list(dict.fromkeys(r.dataset for r in rows))  # Average first, then the benchmark order (tools.results)
+    return list(dict.fromkeys(r.dataset for r in rows))  # Average first, then the benchmark order (experiments.results)
 
 
 def draw_tradeoff(summary: Summary, title: str = "Base-to-new trade-off: new against base accuracy"):
@@ -206,7 +206,7 @@ def draw_bars(summary: Summary, title: str = "Base-to-new generalisation"):
 def plot_base2new(summary: Summary, out: Path, view: str = "tradeoff") -> Path:
     """Draw the base-to-new figure (``view``: tradeoff or bars) and write it to ``out``.
 
-    Published numbers are drawn where ``tools.results.Reported.attach`` put them on the rows.
+    Published numbers are drawn where ``experiments.results.Reported.attach`` put them on the rows.
     """
     check_out(out)
     if view not in ("tradeoff", "bars"):

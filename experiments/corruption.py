@@ -6,8 +6,8 @@
 The run is rebuilt from ``RUN_DIR/config.yaml`` (written by ``train.py``; trailing ``KEY VALUE`` pairs override it,
 e.g. ``DATASET.SUBSAMPLE_CLASSES new``) and its checkpoint is loaded with ``load_model``. Works for every trainer
 whose prompt learner holds the learned context as ``prompt_learner.ctx`` (``[M, d]``, or ``[C, M, d]`` with CSC):
-CoOp, CoCoOp and Nemesis. For each position j and setting (Fu et al., ICLR 2024, §3; research notes
-``lamm_nemesis.md`` §2.4):
+CoOp, CoCoOp and Nemesis. For each position j and setting (Fu et al., ICLR 2024, §3; released trainer
+``CoOpCRT`` of ShyFoo/Nemesis; docs/NEMESIS.md):
 
 - REPLACE sigma: ``P_j <- sigma * z_j`` with ``z ~ N(0, I)`` of the context's shape, drawn once from
   ``--noise-seed`` (every sigma uses the same direction at a position); ``sigma = 0`` gives the zero vector.

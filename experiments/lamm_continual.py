@@ -2,7 +2,7 @@
 
 The LAMM paper claims class-incremental learning comes for free because each class owns its label tokens; the
 released repository trains the two halves separately (``base2new_train_set{1,2}_lamm_all.sh``) but has no code
-that merges or evaluates them (research notes lamm_nemesis.md §1.7). This command does, through ``train.py``::
+that merges or evaluates them (docs/LAMM.md, "Continual learning"). This command does, through ``train.py``::
 
     python -m tools.lamm_continual --root $DATA --dataset-config-file configs/datasets/oxford_pets.yaml \\
         --config-file configs/trainers/LAMM/continual_vit_b16_ep50_ctxv1.yaml \\

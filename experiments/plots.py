@@ -6,7 +6,7 @@
     python -m tools.plots curves RUN_DIR [RUN_DIR ...] --out curves.png  # metrics.jsonl per epoch
     ... --compare reported                                               # published numbers as hollow markers
 
-The numbers are those of ``tools.results`` (means and population std over seeds; the base-to-new Average is the
+The numbers are those of ``experiments.results`` (means and population std over seeds; the base-to-new Average is the
 mean over datasets of base and of new, its HM the HM of those means). Every figure states in its title the
 dataset(s), the backbone and the seeds; the style is fixed and the files carry no dates, so the same runs give
 byte-identical figures. The base-to-new figures are described in :mod:`tools.base2new_plot`.

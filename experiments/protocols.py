@@ -5,7 +5,8 @@ argv, the output directory in the CoOp/CoCoOp layout, and the runs it depends on
 ``tools.sweep`` and ``tools.demo`` all go through :func:`expand`, so a command line is written in one place only.
 
 Output layout under the output root (``$OUTPUT``, default ``output/``), following CoCoOp's and MaPLe's scripts
-(codebase_anchors §2.5, §3.3):
+(``scripts/cocoop/*.sh`` of KaiyangZhou/CoOp, ``scripts/maple/*.sh`` of muzairkhattak/multimodal-prompt-learning;
+docs/OFFICIAL_CODE.md):
 
 * ``base2new/train_base/DATASET/shots_16/TRAINER/CFG/seedS``: training on base classes; its final test is the
   base-class accuracy.
@@ -22,7 +23,7 @@ Output layout under the output root (``$OUTPUT``, default ``output/``), followin
   (:func:`variant_folder`), so that they never share a folder with the runs of the protocol's own configs.
 
 Zero-shot methods on non-random weights cannot depend on the seed: :func:`expand` builds their runs for the first
-requested seed only (:mod:`tools.seed_free`).
+requested seed only (:mod:`experiments.seed_free`).
 
 A run is finished when its output directory holds a ``results.json`` that parses.
 """
@@ -63,7 +64,8 @@ SEEDS = (1, 2, 3)
 FEWSHOT_SHOTS = (1, 2, 4, 8, 16)
 TRANSFER_SHOTS = 16  # base2new, xd and dg train with 16 shots per class
 
-# YAML stem -> Dassl DATASET.NAME (codebase_anchors §2.2); used when a configs/datasets YAML cannot be read.
+# YAML stem -> Dassl DATASET.NAME (KaiyangZhou/CoOp ``configs/datasets``; docs/OFFICIAL_CODE.md); used when a
+# configs/datasets YAML cannot be read.
 DATASET_NAMES = {
     "imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "OxfordPets",
     "stanford_cars": "StanfordCars", "oxford_flowers": "OxfordFlowers", "food101": "Food101",
@@ -186,7 +188,7 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        """Its ``results.json`` exists and parses (:mod:`tools.run_results`)."""
+        """Its ``results.json`` exists and parses (:mod:`engine.run_results`)."""
         return is_finished(self.output_dir)
 
     @property

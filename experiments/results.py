@@ -3,7 +3,7 @@
 Reads every run directory under OUTPUT_DIR: its ``results.json``, or, for runs of the original CoOp code, the last
 ``* accuracy: X%`` line of ``log.txt`` after the ``Finish training`` (older Dassl: ``Finished training``) or
 ``=> result`` marker, as CoOp's ``parse_test_res.py`` does. The protocol, dataset, trainer, config, shots and seed
-come from the output layout of :mod:`tools.protocols` (which is CoCoOp's and MaPLe's); base versus new comes from
+come from the output layout of :mod:`experiments.protocols` (which is CoCoOp's and MaPLe's); base versus new comes from
 the layout and from ``subsample_classes`` in ``results.json``.
 
 Accuracies are averaged over seeds (mean ± population std, as ``parse_test_res.py``; the number of seeds is shown
@@ -13,7 +13,7 @@ HM of the two averages, not the average of the per-dataset HMs (MaPLe README / C
 are over datasets per shot count; cross-dataset and domain-generalisation averages are over the targets.
 
 ``--compare reported`` adds the published number and the difference (measured - published) under each row, from
-``tools/reported_numbers.json``, with the paper and the provenance of each number in footnotes.
+``experiments/reported_numbers.json``, with the paper and the provenance of each number in footnotes.
 """
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def _int_after(prefix: str, text: str, suffix: str = "") -> Optional[int]:
 
 
 def parse_layout(parts: Sequence[str]) -> Optional[dict]:
-    """Protocol fields from the trailing path components of a run directory (see tools.protocols)."""
+    """Protocol fields from the trailing path components of a run directory (see experiments.protocols)."""
     candidates = []
     if len(parts) >= 7 and parts[-7] == "base2new" and parts[-6] in ("train_base", "test_base", "test_new"):
         _, phase, stem, shots, trainer, config, seed = parts[-7:]
@@ -162,7 +162,7 @@ def read_run(run_dir: Path, configs_dir: Path = CONFIGS_DIR) -> Optional[Record]
                       config_changes=changes_text(res.get("config_changes")))
     if log.is_file():
         if not layout:
-            warnings.warn(f"{log}: no results.json and the directory layout is not one of tools.protocols'; skipped.")
+            warnings.warn(f"{log}: no results.json and the directory layout is not one of experiments.protocols'; skipped.")
             return None
         accuracy = log_accuracy(log)
         if accuracy is None:
@@ -220,7 +220,7 @@ class Cell:
 
 
 def _seed_free(records: Iterable[Record]) -> bool:
-    """A single result of a run that cannot depend on the seed (tools/seed_free.py)."""
+    """A single result of a run that cannot depend on the seed (experiments/seed_free.py)."""
     records = list(records)
     return len(records) == 1 and trainer_is_seed_free(records[0].trainer, records[0].backbone)
 
@@ -249,7 +249,7 @@ class Row:
     configs: Tuple[str, ...] = ()
     backbone: Optional[str] = None
     n_datasets: int = 0  # for average rows
-    seed_free: bool = False  # a zero-shot run executed once (tools/seed_free.py)
+    seed_free: bool = False  # a zero-shot run executed once (experiments/seed_free.py)
     label: str = ""
     reported: Dict[str, dict] = field(default_factory=dict)
     variant: tuple = (None, None, ())  # (backbone, distinguishing settings, config changes): see Summary
@@ -376,7 +376,7 @@ class Summary:
 
     def _check_seeds(self, key: tuple, by_seed: Dict[int, Record]) -> None:
         if _seed_free(by_seed.values()):
-            return  # run once by design (tools/seed_free.py)
+            return  # run once by design (experiments/seed_free.py)
         missing = [s for s in self._expected[key[0]] if s not in by_seed]
         if missing:
             protocol, trainer, family, dataset, shots, role, variant = key
@@ -472,7 +472,7 @@ class Summary:
 # ---------------------------------------------------------------------------------------------------------------
 
 class Reported:
-    """Published numbers (``tools/reported_numbers.json``) joined to measured rows."""
+    """Published numbers (``experiments/reported_numbers.json``) joined to measured rows."""
 
     SETTINGS = {"base2new": ("base2new",), "fewshot": ("fewshot",), "xd": ("xd",), "dg": ("dg",),
                 "zeroshot": ("fewshot", "xd", "dg")}

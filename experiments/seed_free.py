@@ -5,9 +5,9 @@ accuracy is a function of the backbone's weights, the class names, the templates
 the seed touches (the few-shot draw only changes the training set, which it never reads). The exception is a ``random:`` backbone,
 whose weights are drawn from the seed: those runs keep one run per seed.
 
-- :func:`tools.protocols.expand` builds a seed-free run for the FIRST requested seed only, in the usual layout
+- :func:`experiments.protocols.expand` builds a seed-free run for the FIRST requested seed only, in the usual layout
   (``.../ZeroshotCLIP/<cfg>/seed1``); a sweep over seeds 1 2 3 therefore evaluates zero-shot CLIP once.
-- :mod:`tools.results` shows it as one row like every method (its mean over seeds is that one value), with
+- :mod:`experiments.results` shows it as one row like every method (its mean over seeds is that one value), with
   "1 (seed-free)" in the Seeds column and no missing-seed warning.
 """
 from __future__ import annotations

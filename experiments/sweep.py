@@ -1,11 +1,11 @@
 """Run a grid of experiments: ``python -m tools.sweep``.
 
 The grid (protocol x trainers x datasets x seeds x shots, from flags or a YAML file) is expanded by
-:func:`tools.protocols.expand` into the same runs the ``scripts/*.sh`` wrappers make. Unfinished runs are started
+:func:`experiments.protocols.expand` into the same runs the ``scripts/*.sh`` wrappers make. Unfinished runs are started
 again and ``train.py`` resumes them from their last checkpoint. A finished run (its ``results.json`` parses) is
 skipped only when it is the run asked for: its recorded result-relevant config equals the one this sweep builds
 (:func:`identity_diff`). Runs that ``--backbone`` or ``--opts`` change live under their own
-``variants/<setting>-<digest>/`` folder (:func:`tools.protocols.variant_folder`), so they never meet the protocol's
+``variants/<setting>-<digest>/`` folder (:func:`experiments.protocols.variant_folder`), so they never meet the protocol's
 own runs; a finished run of another config in the same folder (an edited YAML, a hand-made run) refuses the sweep
 before anything runs, with the differing keys.
 
@@ -16,10 +16,10 @@ Launchers:
   when the runs it depends on have finished (test_new waits for its train_base).
 * ``slurm``: one ``submitit`` job per connected group of dependent runs (a train_base and its test_new; an ImageNet
   source run and its targets), executed in dependency order inside the job. A job that times out or is preempted
-  is requeued and resumes its runs from their checkpoints (:mod:`tools.slurm_job`).
+  is requeued and resumes its runs from their checkpoints (:mod:`experiments.slurm_job`).
 
 A run counts as finished only when its ``results.json`` parses: a corrupt one is moved aside to
-``results.json.corrupt-<time>`` (:mod:`tools.run_results`), the run is redone and the summary lists it.
+``results.json.corrupt-<time>`` (:mod:`engine.run_results`), the run is redone and the summary lists it.
 
 Each run's stdout and stderr go to ``<output_dir>/run.log``; the console shows a line per started and finished run
 and an overall progress line with an ETA (:class:`Progress`). SIGTERM or SIGINT (Ctrl-C) stops every run and
@@ -335,7 +335,7 @@ def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callabl
               ) -> Dict[str, Outcome]:
     """Execute ``runs`` (dependencies first) with at most ``len(slots)`` at a time; returns their outcomes.
 
-    ``runner`` ``warm``: one long-lived worker per slot runs them in-process (:mod:`tools.warm_pool`); ``process``:
+    ``runner`` ``warm``: one long-lived worker per slot runs them in-process (:mod:`experiments.warm_pool`); ``process``:
     a new ``python train.py`` process per run. After each finished run, a :class:`Progress` line. SIGTERM or SIGINT
     stops every running run and worker (their runs resume from their checkpoints) and raises :class:`SweepStopped`.
     """
@@ -471,7 +471,7 @@ class SlurmOptions:
 
 def run_submitit(runs: Sequence[Run], folder: Path, options: SlurmOptions, cluster: str = "slurm",
                  say: Callable[[str], None] = print) -> Dict[str, Outcome]:
-    """Submit one :class:`tools.slurm_job.GroupJob` per dependency group through ``submitit.AutoExecutor`` and
+    """Submit one :class:`experiments.slurm_job.GroupJob` per dependency group through ``submitit.AutoExecutor`` and
     wait for all of them; a job that times out or is preempted is requeued and resumes (see that module).
 
     ``cluster="slurm"`` submits with sbatch; ``cluster="local"`` uses submitit's local executor (for tests).

@@ -77,7 +77,7 @@ def _signed(points: float) -> str:
 
 
 def table(deltas: List[Delta]) -> Table:
-    """The deltas as a `tools.results.Table` (render it with `tools.results.render`)."""
+    """The deltas as a `experiments.results.Table` (render it with `experiments.results.render`)."""
     rows = [[d.dataset, d.method, *(_signed(x) for x in (d.base, d.new, d.hm)), d.pattern] for d in deltas]
     return Table("Against zero-shot CLIP: seed mean minus zero-shot accuracy (points); a trade-off raises base "
                  "accuracy and lowers new-class accuracy",
@@ -85,6 +85,6 @@ def table(deltas: List[Delta]) -> Table:
 
 
 def report(summary: Summary, fmt_name: str = "terminal") -> str:
-    """The trade-off table in a `tools.results` format; empty when no method can be compared with zero-shot."""
+    """The trade-off table in a `experiments.results` format; empty when no method can be compared with zero-shot."""
     deltas = against_zero_shot(summary)
     return render([table(deltas)], fmt_name) if deltas else ""

@@ -405,7 +405,7 @@ def test_released_checkpoint_keys_map_onto_the_learners(tmp_path):
 
 
 # ---- configs -----------------------------------------------------------------------------------------------------
-PUBLISHED = {  # file -> (batch, LR, epochs, {method key: value}); codebase_anchors §2.4 and §3.3
+PUBLISHED = {  # file -> (batch, LR, epochs, {method key: value}); docs/OFFICIAL_CODE.md
     "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml": (1, 0.002, 10, {"N_CTX": 4, "CTX_INIT": "a photo of a"}),
     "CoCoOp/vit_b16_c4_ep10_batch1.yaml": (1, 0.002, 10, {"N_CTX": 4, "CTX_INIT": ""}),
     "CoCoOp/vit_b16_c8_ep10_batch1.yaml": (1, 0.002, 10, {"N_CTX": 8, "CTX_INIT": ""}),

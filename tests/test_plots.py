@@ -20,7 +20,7 @@ DATASETS = {"dtd": "DescribableTextures", "eurosat": "EuroSAT"}
 
 
 def write_result(root: Path, rel: str, accuracy: float, **fields) -> Path:
-    """A run folder with results.json as engine/trainer.py writes it (the fields tools.results reads)."""
+    """A run folder with results.json as engine/trainer.py writes it (the fields experiments.results reads)."""
     run = root / rel
     run.mkdir(parents=True)
     record = {"schema_version": 1, "metrics": {"accuracy": accuracy}, "num_shots": 16, "split": "test", **fields}
@@ -35,7 +35,7 @@ def accuracy(*key) -> float:
 
 
 def write_base2new(root: Path, trainers, datasets, seeds=SEEDS, backbone="ViT-B/16") -> dict:
-    """Base-to-new run folders (tools.protocols layout); returns {(trainer, dataset name, role): {seed: acc}}."""
+    """Base-to-new run folders (experiments.protocols layout); returns {(trainer, dataset name, role): {seed: acc}}."""
     values = {}
     for trainer in trainers:
         for stem, name in datasets.items():
@@ -122,7 +122,7 @@ def test_tradeoff_points_errorbars_limits(runs):
             base = list(values[(trainer, ax.get_title(), "base")].values())
             new = list(values[(trainer, ax.get_title(), "new")].values())
             assert (x, y) == pytest.approx((np.mean(base), np.mean(new)))
-            assert (xerr, yerr) == pytest.approx((np.std(base), np.std(new)))  # population std, as tools.results
+            assert (xerr, yerr) == pytest.approx((np.std(base), np.std(new)))  # population std, as experiments.results
             assert xerr > 0.1 and yerr > 0.1
             x0, x1 = ax.get_xlim()
             y0, y1 = ax.get_ylim()

@@ -1,4 +1,4 @@
-"""tools.protocols: command lines, output layout, config choice and dependencies of every protocol; the scripts."""
+"""experiments.protocols: command lines, output layout, config choice and dependencies of every protocol; the scripts."""
 import os
 import re
 import subprocess
@@ -308,7 +308,7 @@ def test_script_skips_finished_runs_and_passes_opts(tmp_path):
     from experiments.sweep import expected_config
 
     env = {"DATA": str(tmp_path / "d"), "DRY_RUN": "1", "OUTPUT": str(tmp_path / "o")}
-    opts = ("OPTIM.MAX_EPOCH", "7")  # trailing opts put the runs in their own folder (tools.protocols.variant_folder)
+    opts = ("OPTIM.MAX_EPOCH", "7")  # trailing opts put the runs in their own folder (experiments.protocols.variant_folder)
     settings = Settings(tmp_path / "d", tmp_path / "o", opts=opts, variant=protocols.variant_folder(None, opts))
     done = expand("base2new", ["CoOp"], ["dtd"], [2], settings, config="vit_b16_ctxv1")[0]
     done.output_dir.mkdir(parents=True)

@@ -131,7 +131,7 @@ def test_surgery_blend_is_the_released_calibrator():
         h = adapter.fc1(F.layer_norm(f, (8,), adapter.norm.weight, adapter.norm.bias))
         g = f + adapter.fc2(h * torch.sigmoid(1.702 * h))  # Feature_Calibrator: f + FFN(LN(f)), QuickGELU
         assert torch.allclose(out, r * g + (1 - r) * f, atol=1e-6)
-    assert sum(p.numel() for p in FeedForwardAdapter(512).parameters()) == 2_100_736  # restore_aple.md §2.3
+    assert sum(p.numel() for p in FeedForwardAdapter(512).parameters()) == 2_100_736  # docs/RESTORE.md
 
 
 def test_ratio_update_applies_once():
@@ -285,7 +285,7 @@ def test_bad_settings_are_named(data_root, tmp_path):
 
 
 # ---- configs --------------------------------------------------------------------------------------------------
-RELEASED_RATIOS = {  # run_maple_fsa.sh: VIS_CALIB_R TEXT_CALIB_R FS_LOSS_R (restore_aple.md §2.6)
+RELEASED_RATIOS = {  # run_maple_fsa.sh: VIS_CALIB_R TEXT_CALIB_R FS_LOSS_R (docs/RESTORE.md)
     "imagenet": (0.05, 0.05, 1), "caltech101": (0.1, 0.1, 1), "oxford_pets": (0.01, 0.1, 1),
     "stanford_cars": (0.1, 0.1, 1), "oxford_flowers": (0.1, 0.1, 1), "food101": (0.1, 0.1, 1),
     "fgvc_aircraft": (0.1, 0.1, 1), "sun397": (0.05, 0.05, 1), "dtd": (0.15, 0.1, 0.5), "eurosat": (0.01, 0.1, 1),

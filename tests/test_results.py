@@ -1,4 +1,4 @@
-"""tools.results: reading run trees, seed averaging, HM arithmetic, tables, CSV and the published-number join."""
+"""experiments.results: reading run trees, seed averaging, HM arithmetic, tables, CSV and the published-number join."""
 import csv
 import io
 import json

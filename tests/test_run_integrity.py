@@ -52,7 +52,7 @@ def run(args, kill_at=None, leave=""):
             return "killed", inj.labels
 
 
-# One mode per trainer by default (the issue's case, APLe, with best_val); the other five with -m slow.
+# One mode per trainer by default (the motivating case, APLe, with best_val); the other five with -m slow.
 CHAINS = [("APLe", "best_val"), ("RESTORE", "last_step"), ("CoOp", "last_step"), ("LAMM", "last_step"),
           ("CoCoOp", "best_val")]
 CHAINS += [pytest.param(t, f, marks=pytest.mark.slow) for t in ("APLe", "RESTORE", "CoOp", "LAMM", "CoCoOp")
@@ -134,7 +134,7 @@ def test_resume_with_another_config_is_refused_then_recorded(root, tmp_path, cap
 
 
 def test_allowed_change_of_schedule_runs_the_new_schedule(root, tmp_path):
-    """The issue's case: LR 0.05 / 2 epochs, killed after epoch 1, resumed with LR 0.5 and 3 epochs."""
+    """The motivating case: LR 0.05 / 2 epochs, killed after epoch 1, resumed with LR 0.5 and 3 epochs."""
     out = tmp_path / "run"
     assert run(argv(root, out), kill_at="epoch1|write|checkpoints.json|1")[0] == "killed"
     changed = argv(root, out) + ["OPTIM.LR", "0.5", "OPTIM.MAX_EPOCH", "3"]

@@ -73,7 +73,7 @@ def test_a_signal_stops_every_process_of_the_sweep_and_the_run_resumes(tmp_path,
         assert workers, "the sweep runs its run in a worker process of its session"
         os.kill(sweep.pid, signum)
         rc = sweep.wait(timeout=120)
-        time.sleep(2 * 1.0)  # longer than a worker's parent poll (tools.warm_pool.PARENT_POLL_S)
+        time.sleep(2 * 1.0)  # longer than a worker's parent poll (experiments.warm_pool.PARENT_POLL_S)
         left = session_processes(sweep.pid)
         assert left == {}, f"processes left behind by the sweep: {left}"
         assert rc == 128 + signum

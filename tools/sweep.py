@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--launcher", choices=("local", "slurm"), default="local")
     r.add_argument("--jobs", type=int, help="parallel runs (default: one per GPU, or 1 on CPU)")
     r.add_argument("--runner", choices=("warm", "process"), default="warm",
-                   help="local launcher: warm = one long-lived worker per slot (tools/warm_pool.py, default); "
+                   help="local launcher: warm = one long-lived worker per slot (experiments/warm_pool.py, default); "
                         "process = a new train.py process per run")
     r.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     r.add_argument("--retry-failed", action="store_true", help=f"re-run the runs recorded in $OUTPUT/{FAILURES_FILE}")

@@ -9,7 +9,8 @@ weights are fp32, else a second fp32 copy), zero-shot with the draft's per-datas
 saved, on the RAW image; its logits ``z = s * cos(f_v(x), f_t(template_k))`` are computed once per batch in fp32,
 outside autocast, without gradient.
 
-Per mini-batch, ``TRAINER.APLE.STAGES`` runs these updates in order (default all three, restore_aple.md §3.5):
+Per mini-batch, ``TRAINER.APLE.STAGES`` runs these updates in order (default all three, as the draft's
+``forward_backward``; docs/APLE.md):
 
     text    Stage I-a   fresh forward, L = CE + KD_WEIGHT_TEXT (0.5) * KD, step the text prompts only
     vision  Stage I-b   fresh forward, L = CE + KD_WEIGHT_VISION (0.4) * KD, step the vision prompts only
@@ -26,7 +27,7 @@ Two optimisers, each over its own registered module, so both are checkpointed an
 follow ``OPTIM``'s schedule; ``TEXT_LR_SCHEDULE False`` keeps the text prompts at a constant ``OPTIM.LR`` (no
 warm-up, no cosine), as the draft code did by never giving its text optimiser the scheduler.
 
-Choices the paper leaves open (restore_aple.md §3.7; details in docs/APLE.md):
+Choices the paper leaves open (details in docs/APLE.md, "Choices the paper leaves open"):
 1. Filter: ``FILTER lowpass`` (default, the described Gaussian low-pass) or ``draft`` (the draft code's filter,
    double fftshift included: near-Nyquist pass + channel roll, in effect ``x~ ~= 0.9 x``); ``none`` switches the adapter off.
    ``BETA`` 0.9 and ``SIGMA`` 0.05 (the draft's hard-coded values; sigma may have been per dataset).

@@ -1,4 +1,5 @@
-"""APLe's image adapter: fusion of the input with a Gaussian-filtered copy of itself (restore_aple.md §3.4).
+"""APLe's image adapter: fusion of the input with a Gaussian-filtered copy of itself (Cao et al., arXiv 2401.06827;
+docs/APLE.md, "The filter: described method versus draft code").
 
     x~ = beta * x + (1 - beta) * y,    y = F^-1(G_sigma . F(x)),    G_sigma(u, v) = exp(-(u^2 + v^2) / (2 sigma^2))
 
@@ -9,7 +10,8 @@ parameters. Filters (``TRAINER.APLE.FILTER``):
 - ``lowpass``: the described method. The complex spectrum is multiplied by ``G_sigma`` in unshifted ``fftfreq``
   order (DC at index 0, where the gain is 1) and ``.real`` is taken only after the inverse FFT. DC passes unchanged,
   Nyquist is multiplied by ``exp(-1 / (4 sigma^2))``.
-- ``draft``: the draft code's filter, step for step (issue 14; restore_aple.md §3.4). Per image ``[C, H, W]``:
+- ``draft``: the draft code's filter, step for step (its ``fftshift``, ``gaussian_filter`` and
+  ``filter_frequency``; docs/APLE.md). Per image ``[C, H, W]``:
   ``S = fft2(x)``; ``S = shift(S)``; ``S = S.real`` (the draft's ``.to(image)`` cast, which keeps the real part);
   ``S = S . G_sigma`` with ``G`` in unshifted ``fftfreq`` order; ``S = shift(S)`` again; ``y = ifft2(S).real``.
   ``shift`` is the draft's custom "fftshift": a roll by ``+(n // 2)`` along EVERY dimension of ``[C, H, W]``,

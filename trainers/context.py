@@ -26,7 +26,8 @@ def init_context(backbone: CLIPBackbone, n_ctx: int, ctx_init: str = "", n_cls: 
       class its own copy of the words' vectors, ``[n_cls, n, d_t]``.
     - ``ctx_init`` given, MaPLe/IVLP's rule (``truncate_init=True``): the first ``n_ctx`` token embeddings of the
       phrase; the prefix keeps the WHOLE phrase, so the tokens after the first ``n_ctx`` stay as fixed text
-      ("a photo of a" with ``n_ctx=2`` -> ``[SOS] ctx1 ctx2 of a {class}.``; codebase_anchors §3.2).
+      ("a photo of a" with ``n_ctx=2`` -> ``[SOS] ctx1 ctx2 of a {class}.``; MaPLe's
+      ``MultiModalPromptLearner``, docs/OFFICIAL_CODE.md).
     - otherwise ``N(0, 0.02)`` vectors ``[n_ctx, d_t]`` (``[n_cls, n_ctx, d_t]`` with class-specific context ``csc``)
       and the prefix ``"X X ... X"``.
 

@@ -1,10 +1,11 @@
 """Deep prompts shared by MaPLe, IVLP and VPT (and the methods built on them: RESTORE, APLe, LAMM).
 
 A prompt *depth* ``J`` means the prompt slots of transformer blocks ``0..J-1`` hold learned vectors
-(codebase_anchors §3.1): block 0 gets them with the input (text: the context tokens spliced after SOT; vision:
-tokens appended after CLS + patches), and each block ``1 <= i < J`` *replaces* those slots with its own vectors
-before attention. Blocks ``i >= J`` pass the previous block's slot outputs through. The backbone takes the deep part
-as a list indexed by block, ``[None, P_1, ..., P_{J-1}]`` (entry 0 is never read, see ``clip.backbone``).
+(muzairkhattak/multimodal-prompt-learning ``clip/model.py``; docs/OFFICIAL_CODE.md): block 0 gets them with the
+input (text: the context tokens spliced after SOT; vision: tokens appended after CLS + patches), and each block
+``1 <= i < J`` *replaces* those slots with its own vectors before attention. Blocks ``i >= J`` pass the previous
+block's slot outputs through. The backbone takes the deep part as a list indexed by block, ``[None, P_1, ..., P_{J-1}]``
+(entry 0 is never read, see ``clip.backbone``).
 
 Modules:
 - :class:`DeepPrompts`: the ``J - 1`` per-block prompts ``P_i [n, d]``, each ``N(0, 0.02)`` (``VPT_shallow`` and

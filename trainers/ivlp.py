@@ -69,7 +69,7 @@ _DEEP = re.compile(r"^(text|image)_encoder\.transformer\.resblocks\.(\d+)\.VPT_s
 
 def from_released_state(state_dict: Dict[str, torch.Tensor], vision_prefix: str = "vision.") -> Dict[str, torch.Tensor]:
     """A released IVLP/VPT state dict (the whole ``CustomCLIP``, with the prompts named ``VPT`` and ``VPT_shallow``
-    inside CLIP's blocks, codebase_anchors §3.1) -> learner keys; a state dict of this project is returned unchanged.
+    inside CLIP's blocks; docs/OFFICIAL_CODE.md) -> learner keys; a state dict of this project is returned unchanged.
 
     ``prompt_learner.ctx`` -> ``ctx``; ``image_encoder.VPT`` -> ``<vision_prefix>ctx``; block ``i``'s
     ``VPT_shallow`` -> ``deep_text.<i-1>`` (text) or ``<vision_prefix>deep.<i-1>`` (vision); the rest is dropped.

@@ -8,7 +8,8 @@ Each class ``c`` gets learned label tokens ``<M_c>`` in place of its name's toke
 
     L = CE(z, y) + λ_WC * sum (M - M0)^2 + λ_COS * mean_i (1 - cos(t_{y_i}, sg(t0_{y_i}))) + λ_KD * KD_T(z, z0)
 
-with ``z``/``z0`` the logits from ``t``/``t0`` (research notes lamm_nemesis.md §1.3). ``TRAINER.LAMM.BASE``:
+with ``z``/``z0`` the logits from ``t``/``t0`` (gaojingsheng/LAMM ``CustomCLIP.forward`` with
+``--triplet-loss``; docs/LAMM.md). ``TRAINER.LAMM.BASE``:
 
 - ``clip``: the context is "a photo of a" and frozen (``--origin-clip``), so ``t0`` is CLIP's hand-crafted
   feature and only the label tokens train;
@@ -19,8 +20,8 @@ with ``z``/``z0`` the logits from ``t``/``t0`` (research notes lamm_nemesis.md �
   ``MAPLE_LABEL_SLOT name`` puts the labels in place of the class name after MaPLe's fixed text
   ("[SOS] ctx ctx of a <M_c> . [EOT]").
 
-Where the released code and the paper differ, the default reproduces the code and a key gives the other reading
-(issue 14); every choice is listed in docs/LAMM.md:
+Where the released code and the paper differ, the default reproduces the code and a key gives the other reading;
+every choice is listed in docs/LAMM.md:
 
 - ``LABEL_TOKENS`` ``min_len`` (code: the first min-length tokens of each name) | ``all`` (paper: every name token);
 - ``MAPLE_LABEL_SLOT`` ``released`` (the code's slot of "of", one token) | ``name`` (labels replace the class name);
@@ -69,7 +70,8 @@ class LAMMPromptLearner(nn.Module):
     The suffix ``[C, S, d_t]`` holds ``[fixed text] [class name] . [EOT] pad``; class ``c``'s learned tokens replace
     suffix positions ``offset .. offset + k_c - 1``. ``offset`` is the number of fixed-text tokens before the name
     (0 for CoOp; "of a" = 2 for MaPLe with N_CTX 2, "a photo of a"). The released MaPLe+LAMM slot is ``offset 0``
-    with one token per class: the label replaces "of" and the full name stays (research notes §1.2).
+    with one token per class: the label replaces "of" and the full name stays (gaojingsheng/LAMM
+    ``trainers/maple.py``, ``token_suffix``; docs/LAMM.md).
     """
 
     def __init__(self, prompt: CoOpPromptLearner, labels: LabelTable, offset: int = 0):

@@ -1,8 +1,8 @@
 """LAMM's learnable label tokens ``<M_c>``: one small table of token embeddings per class, keyed by class name.
 
 Class ``c``'s name tokenises into ``n_c`` BPE tokens whose CLIP embeddings are ``E_c [n_c, d_t]``. LAMM learns the
-first ``k_c`` of them (gaojingsheng/LAMM ``trainers/coop.py``, ``token_classes``; research notes
-lamm_nemesis.md §1.2):
+first ``k_c`` of them (gaojingsheng/LAMM ``trainers/coop.py``, ``token_classes``; docs/LAMM.md,
+"Code-versus-paper choices"):
 
 - ``LABEL_TOKENS min_len`` (default, the released code): ``k_c = min_c' n_c'``, the shortest name's length over the
   class set, so only the first ``min_len`` tokens of each name learn and the rest stay CLIP's;

@@ -1,8 +1,8 @@
 """LAMM's hierarchical loss terms (feature and logit space; the parameter-space term is
 ``LabelTable.consolidation_loss``).
 
-Notation (research notes lamm_nemesis.md §1.3): ``t [C, D]`` text features built with the learned label tokens,
-``t0 [C, D]`` text features of the original class-name prompt, ``z = s * norm(f_img) @ norm(t).T`` and
+Notation (gaojingsheng/LAMM ``CustomCLIP.forward``; docs/LAMM.md): ``t [C, D]`` text features built with the learned
+label tokens, ``t0 [C, D]`` text features of the original class-name prompt, ``z = s * norm(f_img) @ norm(t).T`` and
 ``z0 = s * norm(f_img) @ norm(t0).T``, both ``[B, C]``; ``y [B]`` the labels.
 
 Each function has two modes: ``released`` reproduces gaojingsheng/LAMM exactly (``FeatureLoss`` and

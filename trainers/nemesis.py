@@ -18,7 +18,7 @@ penalty in ``compute_loss``. The checkpoint is the base method's (``prompt_learn
 CoOp-family tool (evaluation, base -> new, ``tools.corruption``) reads it.
 
 Where the released code (ShyFoo/Nemesis @ 991d6cd2, ``CoOpNemesis``) and the paper differ, the default is the
-code and a key gives the paper's reading (research notes ``lamm_nemesis.md`` §2.3-2.10):
+code and a key gives the paper's reading (docs/NEMESIS.md, "Code-versus-paper choices"):
 
 - ``SCHEDULE``: ``logistic`` (code: ``omega(t) = 1 - 1/(1+exp(-k(t - T/2)))``, t the 0-indexed epoch, T =
   MAX_EPOCH, k = ``SCHEDULE_K`` = 0.2, so the penalty fades out in the second half of training) or ``constant``

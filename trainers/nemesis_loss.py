@@ -1,8 +1,8 @@
 """Nemesis's normalisation terms (Fu et al., ICLR 2024), as pure functions of the learned context.
 
 The context is ``P [M, d]`` (M positions of width d), or ``[C, M, d]`` with class-specific context (CSC).
-Reproduced from the released ``CoOpNemesis.forward_backward`` (ShyFoo/Nemesis @ 991d6cd2; research notes
-``lamm_nemesis.md`` §2.3):
+Reproduced from the released ``CoOpNemesis.forward_backward`` (ShyFoo/Nemesis @ 991d6cd2;
+docs/NEMESIS.md):
 
 - weighted norm   ``L_N(alpha) = sum_j alpha_j * ||P_j||_p / max(1, #{j : alpha_j != 0})``; the p-norm runs over
   the embedding dimension and is not squared; with CSC the sum also runs over classes while the divisor counts

@@ -1,8 +1,8 @@
 """Official released checkpoints -> this project's modules (``--eval-only --model-dir RELEASED_RUN``).
 
 The official repositories save with Dassl (``<run>/<registered name>/model.pth.tar-<E>``, fp16 tensors, a pickled
-scheduler read by :mod:`engine.utils.dassl_checkpoint`). Official names: ``/work/shared/golden/name_map.json`` and
-codebase_anchors §1.5, §3.1. What each layout needs here:
+scheduler read by :mod:`engine.utils.dassl_checkpoint`). Official names: ``tests/data/golden/name_map.json`` and
+docs/OFFICIAL_CODE.md. What each layout needs here:
 
 - CoOp, CoCoOp, Nemesis (``prompt_learner``: ``ctx``, CoCoOp's ``meta_net.*``, and the class-name buffers
   ``token_prefix``/``token_suffix``): the buffers are dropped (:func:`drop_class_buffers`, as CoOp's own

@@ -2,7 +2,7 @@
 
 Built on MaPLe's coupled deep prompts (:class:`trainers.maple.MaPLePromptLearner`: N_CTX 2, depth J = 9,
 "a photo of a"), or on IVLP's independent ones (``BASE ivlp``). The released trainer is ``MaPLe_FSA`` in
-``Yaphabates/RESTORE_`` (restore_aple.md §2); its behaviour is the default here:
+``Yaphabates/RESTORE_`` (``trainers/maple_fsa.py``; docs/RESTORE.md); its behaviour is the default here:
 
     logits = s * cos(S_v(f_v(x)), S_t(f_t(t_c)))        S_m(f) = f + r_m * FFN_m(LN_m(f))   (restore_surgery)
     L      = CE(logits, y) + lambda * L_FSC               lambda = FS_LOSS_R (1; 0.5 on DTD)

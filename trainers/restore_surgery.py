@@ -1,7 +1,7 @@
 """RESTORE's surgery block: one feed-forward adapter per modality on the final projected feature, with ratios.
 
 Released code (``Feature_Calibrator`` and ``CustomCLIP.update_calib`` in ``trainers/maple_fsa.py`` of
-``Yaphabates/RESTORE_``; restore_aple.md §2.5):
+``Yaphabates/RESTORE_``; docs/RESTORE.md):
 
 - adapter ``g(f) = f + FFN(LN(f))`` with ``FFN = Linear(d, 4d) -> QuickGELU -> Linear(4d, d)``: a pre-LayerNorm
   transformer feed-forward block (an expansion, not a bottleneck), PyTorch's default initialisation (not zero);

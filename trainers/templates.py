@@ -29,7 +29,7 @@ CUSTOM_TEMPLATES = {
     "ImageNetR": "a photo of a {}.",
 }
 
-# The APLe draft's own per-dataset templates for its zero-shot teacher (issue 14); they differ from CoOp's on
+# The APLe draft's own per-dataset templates for its zero-shot teacher (docs/APLE.md); they differ from CoOp's on
 # OxfordPets, OxfordFlowers, FGVCAircraft, DescribableTextures and Food101. Unlisted datasets: "a photo of a {}.".
 APLE_DRAFT_TEMPLATES = {
     "OxfordPets": "a type of pet, a photo of a {}.",

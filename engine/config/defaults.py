@@ -1,7 +1,7 @@
 """Default configuration: Dassl's key tree (``dassl/config/defaults.py``) for the keys the CoOp family uses.
 
 Values are Dassl's defaults unless a comment says otherwise, so a CoOp/MaPLe YAML merges unchanged. In particular
-SGD runs with momentum 0.9 and weight decay 5e-4, which CoOp-family configs never override (codebase_anchors §1.3).
+SGD runs with momentum 0.9 and weight decay 5e-4, which CoOp-family configs never override (docs/OFFICIAL_CODE.md).
 Trainer-specific nodes (``TRAINER.<NAME>``) are added by each trainer's ``extend_cfg`` (see ``engine.config.setup``).
 """
 from yacs.config import CfgNode as CN

@@ -2,7 +2,8 @@
 
 Dassl wraps ``CosineAnnealingLR(T_max=MAX_EPOCH)`` / ``StepLR`` / ``MultiStepLR`` in a warm-up scheduler whose
 ``state_dict`` pickles the wrapped scheduler object, which ``torch.load(weights_only=True)`` refuses, and whose
-constructor breaks on torch >= 2.7 (codebase_anchors §1.8, §1.12). Here the LR of epoch ``e`` is a pure function:
+constructor breaks on torch >= 2.7 (``dassl/optim/lr_scheduler.py``; docs/OFFICIAL_CODE.md). Here the LR of epoch
+``e`` is a pure function:
 
 - warm-up (``e < W``): ``constant`` -> ``WARMUP_CONS_LR``; ``linear`` -> ``WARMUP_MIN_LR`` at e = 0, else
   ``base_lr * e / W``;

@@ -1,7 +1,7 @@
 """Reading checkpoints written by Dassl (CoOp, CoCoOp, MaPLe, RESTORE, LAMM, Nemesis releases) without running code.
 
 Dassl's ``save_checkpoint`` stores the scheduler's ``state_dict()``, which for the warm-up schedulers holds the
-``successor`` scheduler OBJECT (a ``CosineAnnealingLR`` with its ``SGD`` optimiser; codebase_anchors §1.8, §1.12).
+``successor`` scheduler OBJECT (a ``CosineAnnealingLR`` with its ``SGD`` optimiser; docs/OFFICIAL_CODE.md).
 ``torch.load(weights_only=True)`` refuses such a file, and a plain ``torch.load`` would execute whatever the pickle
 names. :func:`load_dassl_checkpoint` takes the middle road:
 

@@ -1,6 +1,6 @@
 """Dassl's data records: ``Datum`` (one labelled image) and ``DatasetBase`` (the train/val/test lists of a benchmark).
 
-Same names, signatures and derived properties as ``dassl/data/datasets/base_dataset.py`` (codebase_anchors §1.6),
+Same names, signatures and derived properties as ``dassl/data/datasets/base_dataset.py`` (docs/OFFICIAL_CODE.md),
 with two deliberate differences:
 
 - ``Datum`` does not look at the disk when it is built (Dassl stats every path and only warns), so building a million
@@ -155,7 +155,7 @@ class DatasetBase:
         fewer items keeps all of them, or draws ``rng.choices(items, k=num_shots)`` when ``repeat``. ``num_shots < 1``
         returns the input unchanged. One list in, one list out; several in, a list of lists out.
 
-        ``repeat`` defaults to False as in the Dassl signature documented in codebase_anchors §1.6 (CoOp never passes
+        ``repeat`` defaults to False as in Dassl's ``DatasetBase.generate_fewshot_dataset`` (CoOp never passes
         it). It only matters for classes with fewer than ``num_shots`` items, which none of the 11 benchmarks has at
         16 training shots or 4 validation shots. ``rng=None`` uses a fresh unseeded generator.
         """

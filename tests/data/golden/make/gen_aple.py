@@ -1,7 +1,7 @@
 """Make aple.pt: APLe's image adapter as the draft code defines it (there is no official APLe implementation).
 
-Source: the unattributed public APLe trainer file (the authors' probable draft; /work/shared/research/restore_aple.md
-§3.1, §3.4, and issue 14). Its adapter, per image [C, H, W] (functions `fftshift`, `gaussian_filter` and
+Source: the unattributed public APLe trainer file (the authors' probable draft; docs/APLE.md, "The filter:
+described method versus draft code"). Its adapter, per image [C, H, W] (functions `fftshift`, `gaussian_filter` and
 `filter_frequency` there):
 
     F = fft2(image)                    2-D FFT over (H, W) of each channel
