@@ -87,9 +87,9 @@ def blocks(doc: str, title: str):
     return sorted(found, key=lambda block: text.index(block[1].strip().splitlines()[0]))
 
 
-def substituted(doc: str, title: str, number: int) -> tuple:
+def substituted(doc: str, title: str, number: int, table: dict = SUBSTITUTIONS) -> tuple:
     lang, code = blocks(doc, title)[number]
-    for printed, run in SUBSTITUTIONS[(doc, title, number)]:
+    for printed, run in table[(doc, title, number)]:
         assert printed in code, f"{doc} {title!r} block {number} no longer contains {printed!r}: update SUBSTITUTIONS"
         code = code.replace(printed, run)
     return lang, code
@@ -102,10 +102,9 @@ def test_every_block_is_covered():
     assert expected == set(SUBSTITUTIONS)
 
 
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory):
-    """A copy of the repository's files (as a fresh clone with this working tree's changes), ``.venv`` linked."""
-    root = tmp_path_factory.mktemp("clone")
+def copy_repo(root: Path) -> Path:
+    """A copy in ``root`` of the repository's files (as a fresh clone with this working tree's changes), ``.venv``
+    linked."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                             check=True, capture_output=True).stdout.decode().split("\0")
     for rel in filter(None, listed):
@@ -116,14 +115,20 @@ def clone(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    return copy_repo(tmp_path_factory.mktemp("clone"))
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def run_block(clone: Path, doc: str, title: str, number: int, timeout: int = 300) -> str:
-    """Run one block in ``clone`` (bash with -euo pipefail, or python); its stdout; a failure fails the test."""
-    lang, code = substituted(doc, title, number)
+def run_block(clone: Path, doc: str, title: str, number: int, timeout: int = 300, table: dict = SUBSTITUTIONS) -> str:
+    """Run one block of ``table`` in ``clone`` (bash with -euo pipefail, or python); its stdout; a failure fails the
+    test."""
+    lang, code = substituted(doc, title, number, table)
     env = dict(os.environ, PATH=f"{clone / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
                DATA=str(clone.parent / "data"), CLIP_CACHE_DIR=str(clone.parent / "cache"))
     env.pop("PYTHONPATH", None)
