@@ -102,6 +102,11 @@ PAGES = {
         ("--check --root $DATA", "--check --root $DATA || [ $? -eq 1 ]"),
     ],
 }
+# Blocks another test module runs as printed: (doc, section, block number) -> that test.
+RUN_ELSEWHERE = {
+    ("docs/ADDING_A_METHOD.md", "Worked example", 0):
+        "tests/test_method_contract.py: test_the_guides_worked_example_is_first_class_and_trains_one_toy_epoch",
+}
 PAGE_FILES = ["README.md", "DATASETS.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
 
 
@@ -111,8 +116,8 @@ def run_page(clone: Path, doc: str, title: str, number: int = 0, timeout: int = 
 
 def test_every_block_is_covered():
     """Every bash and python block of README.md, DATASETS.md and docs/*.md is one block of this module's or
-    tests/test_docs.py's table, so a new block cannot go untested."""
-    covered = [blocks(doc, title)[n][1].strip() for doc, title, n in [*SUBSTITUTIONS, *PAGES]]
+    tests/test_docs.py's table, or of ``RUN_ELSEWHERE``, so a new block cannot go untested."""
+    covered = [blocks(doc, title)[n][1].strip() for doc, title, n in [*SUBSTITUTIONS, *PAGES, *RUN_ELSEWHERE]]
     printed = [code.strip() for doc in PAGE_FILES for lang in ("bash", "python")
                for code in mktestdocs.grab_code_blocks((REPO / doc).read_text(), lang=lang)]
     assert sorted(covered) == sorted(printed)
