@@ -162,7 +162,8 @@ def read_run(run_dir: Path, configs_dir: Path = CONFIGS_DIR) -> Optional[Record]
                       config_changes=changes_text(res.get("config_changes")))
     if log.is_file():
         if not layout:
-            warnings.warn(f"{log}: no results.json and the directory layout is not one of experiments.protocols'; skipped.")
+            warnings.warn(f"{log}: no results.json and the directory layout is not one of experiments.protocols'; "
+                          f"skipped.")
             return None
         accuracy = log_accuracy(log)
         if accuracy is None:

@@ -2,8 +2,8 @@
 
 A zero-shot method (``FACTS.zero_shot`` on its trainer class: ZeroshotCLIP, ZeroshotCLIP2) trains nothing. Its
 accuracy is a function of the backbone's weights, the class names, the templates and the test images, none of which
-the seed touches (the few-shot draw only changes the training set, which it never reads). The exception is a ``random:`` backbone,
-whose weights are drawn from the seed: those runs keep one run per seed.
+the seed touches (the few-shot draw only changes the training set, which it never reads). The exception is a
+``random:`` backbone, whose weights are drawn from the seed: those runs keep one run per seed.
 
 - :func:`experiments.protocols.expand` builds a seed-free run for the FIRST requested seed only, in the usual layout
   (``.../ZeroshotCLIP/<cfg>/seed1``); a sweep over seeds 1 2 3 therefore evaluates zero-shot CLIP once.

@@ -5,8 +5,8 @@ The grid (protocol x trainers x datasets x seeds x shots, from flags or a YAML f
 again and ``train.py`` resumes them from their last checkpoint. A finished run (its ``results.json`` parses) is
 skipped only when it is the run asked for: its recorded result-relevant config equals the one this sweep builds
 (:func:`identity_diff`). Runs that ``--backbone`` or ``--opts`` change live under their own
-``variants/<setting>-<digest>/`` folder (:func:`experiments.protocols.variant_folder`), so they never meet the protocol's
-own runs; a finished run of another config in the same folder (an edited YAML, a hand-made run) refuses the sweep
+``variants/<setting>-<digest>/`` folder (:func:`experiments.protocols.variant_folder`), so they never meet the
+protocol's own runs; a finished run of another config in the same folder (an edited YAML, a hand-made run) refuses the sweep
 before anything runs, with the differing keys.
 
 Launchers:
@@ -335,8 +335,8 @@ def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callabl
               ) -> Dict[str, Outcome]:
     """Execute ``runs`` (dependencies first) with at most ``len(slots)`` at a time; returns their outcomes.
 
-    ``runner`` ``warm``: one long-lived worker per slot runs them in-process (:mod:`experiments.warm_pool`); ``process``:
-    a new ``python train.py`` process per run. After each finished run, a :class:`Progress` line. SIGTERM or SIGINT
+    ``runner`` ``warm``: one long-lived worker per slot runs them in-process (:mod:`experiments.warm_pool`);
+    ``process``: a new ``python train.py`` process per run. After each finished run, a :class:`Progress` line. SIGTERM or SIGINT
     stops every running run and worker (their runs resume from their checkpoints) and raises :class:`SweepStopped`.
     """
     with stop_on_signals():
