@@ -336,8 +336,9 @@ def run_local(runs: Sequence[Run], slots: Sequence[Dict[str, str]], say: Callabl
     """Execute ``runs`` (dependencies first) with at most ``len(slots)`` at a time; returns their outcomes.
 
     ``runner`` ``warm``: one long-lived worker per slot runs them in-process (:mod:`experiments.warm_pool`);
-    ``process``: a new ``python train.py`` process per run. After each finished run, a :class:`Progress` line. SIGTERM or SIGINT
-    stops every running run and worker (their runs resume from their checkpoints) and raises :class:`SweepStopped`.
+    ``process``: a new ``python train.py`` process per run. After each finished run, a :class:`Progress` line.
+    SIGTERM or SIGINT stops every running run and worker (their runs resume from their checkpoints) and raises
+    :class:`SweepStopped`.
     """
     with stop_on_signals():
         return _run_local(runs, slots, say, poll_s, runner, clock)
