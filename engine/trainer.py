@@ -35,9 +35,9 @@ import torch.nn as nn
 from engine.checkpoint_set import (BEST_FILE, CheckpointMismatchError, CheckpointNotFoundError, check_identity,
                                    complete_epochs, identity, matching_state, module_path, new_manifest, prune,
                                    read_manifest, write_manifest)
+from engine.config import ConfigError
 from engine.config_fingerprint import (OVERRIDE_FLAG, check_resume_config, config_dict, config_fingerprint,
                                        format_diff)
-from engine.config import ConfigError
 from engine.data import DataManager
 from engine.errors import UserError
 from engine.evaluation import build_evaluator

@@ -152,11 +152,11 @@ def serving_trainer(classnames: Optional[List[str]], opts: Sequence[str], model_
         if not os.path.isfile(model_dir):  # a run directory; an export file stores its class names
             classnames = classnames or run_classnames(model_dir, opts)
         model = load_run(model_dir, classnames, load_epoch, opts)
-        return model, eval_transform(model)
-    if not (trainer and backbone):
+    elif not (trainer and backbone):
         raise ValueError("Pass --model-dir RUN, or --trainer ZeroshotCLIP --backbone NAME for zero-shot CLIP.")
-    if not classnames:
+    elif not classnames:
         raise ValueError("Zero-shot CLIP needs class names: --classname NAME once per class, or --classnames-file "
                          "FILE.")
-    model = zeroshot_trainer(trainer, backbone, classnames, config_file, opts)
-    return model, eval_transform(model, match_backbone=not config_file)
+    else:
+        model = zeroshot_trainer(trainer, backbone, classnames, config_file, opts)
+    return model, eval_transform(model)

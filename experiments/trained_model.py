@@ -48,8 +48,8 @@ class ClassNamesData:
 def trainer_for_classes(cfg, classnames: Sequence[str], input_size_from_backbone: bool = False):
     """The registered trainer of ``cfg`` built for ``classnames`` (a subclass whose data is :class:`ClassNamesData`).
 
-    ``input_size_from_backbone``: ``INPUT.SIZE`` becomes the backbone's own input size once it is loaded (zero-shot
-    CLIP served without a config file), instead of being checked against it."""
+    ``input_size_from_backbone``: ``INPUT.SIZE`` becomes a ViT backbone's own input size once it is loaded
+    (zero-shot CLIP served without a config file), instead of being checked against it."""
     from engine import TRAINER_REGISTRY
 
     if len(classnames) < 1:
@@ -67,6 +67,8 @@ def trainer_for_classes(cfg, classnames: Sequence[str], input_size_from_backbone
             setattr(self, attr, getattr(self.dm, attr))
 
     def adopt_input_size(self, backbone):
+        if not backbone.is_vit:  # a ResNet takes any size: the config's stands
+            return
         frozen = self.cfg.is_frozen()
         self.cfg.defrost()
         self.cfg.INPUT.SIZE = (backbone.image_size, backbone.image_size)
@@ -186,15 +188,10 @@ def zeroshot_trainer(trainer: str, backbone: str, classnames: Sequence[str], con
     return model
 
 
-def eval_transform(trainer, match_backbone: bool = False):
-    """The run's test-time preprocessing; ``match_backbone`` sets the input size to a ViT backbone's own."""
-    cfg = trainer.cfg
-    if match_backbone and trainer.clip_model.is_vit:
-        cfg = cfg.clone()
-        cfg.defrost()
-        size = trainer.clip_model.image_size
-        cfg.INPUT.SIZE = (size, size)
-    return build_transform(cfg, is_train=False)
+def eval_transform(trainer):
+    """The run's test-time preprocessing (its ``INPUT.SIZE`` is the ViT's own: checked at build, or adopted by
+    :func:`zeroshot_trainer` without a config file)."""
+    return build_transform(trainer.cfg, is_train=False)
 
 
 @torch.no_grad()
